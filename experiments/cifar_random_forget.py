@@ -1,0 +1,228 @@
+"""CIFAR-10 random (or class-wise) forgetting, end to end: flags -> table.
+
+  python -m experiments.cifar_random_forget --data_dir ../shared/data/cifar10-jpeg.tar.gz
+
+split -> original model -> Retrain -> each method -> evaluation -> table.
+Every phase checkpoints into --workdir and is reused or resumed on rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import platform
+import sys
+from pathlib import Path
+
+from ugradsl_jax import checkpoint, configs, data as data_lib, methods as M
+from ugradsl_jax import metrics, parallel, split as split_lib
+
+from . import report
+
+USER_ERRORS = (data_lib.DataError, split_lib.SplitError, configs.ConfigError,
+               checkpoint.CheckpointError, parallel.ParallelError)
+METHOD_FIELDS = {"lr": float, "epochs": int, "batch_size": int, "alpha": float,
+                 "p": float, "mix": str}
+
+
+class UsageError(ValueError):
+  pass
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, no usage dump
+    raise UsageError(message)
+
+
+def _float(s: str) -> float:
+  try:
+    return float(s)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+  p = _Parser(prog="python -m experiments.cifar_random_forget",
+              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+  p.add_argument("--data_dir", default=None,
+                 help=f"CIFAR-10 image folder, .tar.gz of one, or TFDS data dir "
+                      f"(default ${data_lib.DATA_ENV}, else tfds download)")
+  p.add_argument("--workdir", default=None, help="default runs/<preset>")
+  p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--seeds", default=None, help="comma list, e.g. 1,2,3: mean +- std table")
+  p.add_argument("--methods", default="all",
+                 help=f"comma list of {','.join(configs.METHODS)} (retrain is always run)")
+  p.add_argument("--forget_fraction", type=_float, default=None)
+  p.add_argument("--forget_class", type=int, default=None)
+  p.add_argument("--parallel", default="none", help="pmap | shard_map | none")
+  p.add_argument("--num_devices", type=int, default=None)
+  p.add_argument("--width", type=int, default=None)
+  p.add_argument("--pretrain_epochs", type=int, default=None)
+  p.add_argument("--pretrain_lr", type=_float, default=None)
+  p.add_argument("--pretrain_batch_size", type=int, default=None)
+  p.add_argument("--no_progress", action="store_true")
+  g = p.add_argument_group("per-method overrides (e.g. --ugradsl_alpha -0.5)")
+  for name in configs.METHODS[1:]:
+    for field, typ in METHOD_FIELDS.items():
+      g.add_argument(f"--{name}_{field}", type=_float if typ is float else typ,
+                     default=None, help=argparse.SUPPRESS)
+  return p
+
+
+def config_from_args(a) -> configs.Config:
+  cfg = configs.get(a.preset)
+  over = {}
+  if a.forget_class is not None:
+    over.update(forget_class=a.forget_class, forget_fraction=None)
+  if a.forget_fraction is not None:
+    if a.forget_class is not None:
+      raise UsageError("--forget_fraction and --forget_class exclude each other")
+    over["forget_fraction"] = a.forget_fraction
+  if a.width is not None:
+    over["width"] = a.width
+  over["parallel"] = a.parallel
+  over["seed"] = a.seed
+  pre = {k: getattr(a, f"pretrain_{k}") for k in ("epochs", "lr", "batch_size")
+         if getattr(a, f"pretrain_{k}") is not None}
+  cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, **pre), **over)
+  for name in configs.METHODS[1:]:
+    changes = {f: getattr(a, f"{name}_{f}") for f in METHOD_FIELDS
+               if getattr(a, f"{name}_{f}") is not None}
+    if changes:
+      cfg = configs.with_method(cfg, name, **changes)
+  configs.validate(cfg)
+  for name, m in cfg.methods.items():
+    if m is not None and m.mix not in M.mixing.RULES:
+      raise configs.ConfigError(f"--{name}_mix {m.mix!r}: known rules "
+                                f"{', '.join(M.mixing.RULES)}")
+  return cfg
+
+
+def parse_methods(s: str) -> list[str]:
+  names = list(configs.METHODS) if s == "all" else [x.strip() for x in s.split(",") if x.strip()]
+  unknown = [n for n in names if n not in configs.METHODS]
+  if unknown or not names:
+    raise UsageError(f"--methods: unknown {', '.join(unknown) or '(empty)'}; "
+                     f"known: {', '.join(configs.METHODS)}")
+  return ["retrain"] + [n for n in names if n != "retrain"]  # Avg. Gap needs Retrain
+
+
+def _scores(ctx, phase: M.Phase) -> dict:
+  model = ctx.model(None)
+  variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
+  out = metrics.outputs(model, variables, ctx.data, ctx.split, ctx.cfg.eval_batch)
+  return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
+
+
+def _evaluated(ctx, name: str, phase: M.Phase) -> dict:
+  """Scores of a finished phase, cached beside its checkpoints."""
+  path = ctx.workdir / name / "scores.json"
+  if path.exists():
+    cached = checkpoint.read_json(path)
+    if cached.get("meta") == checkpoint.canonical(ctx.meta(name, None)) and \
+        cached.get("step") == int(phase.state.step):
+      return cached["scores"]
+  s = _scores(ctx, phase)
+  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step),
+                               "meta": ctx.meta(name, None)})
+  return s
+
+
+def preflight(ctx, names: list[str]) -> None:
+  """Refuse a mismatched workdir before anything is trained or written."""
+  for name in ["original"] + names:
+    d = ctx.workdir / name
+    if d.exists():
+      recipe = ctx.cfg.pretrain if name in ("original", "retrain") else ctx.cfg.methods[name]
+      checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
+
+
+def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
+        progress: bool = True, data=None) -> dict:
+  """One seed of the protocol. Returns (and writes) the results dict."""
+  workdir = Path(workdir)
+  data = data if data is not None else data_lib.load(data_dir)
+  split = split_lib.make_split(
+      data.train_y, len(data.test_y), seed=cfg.seed, val_fraction=cfg.val_fraction,
+      forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
+      train_per_class=cfg.train_per_class, test_size=cfg.test_size,
+      test_labels=data.test_y)
+  par = parallel.make(cfg.parallel)
+  par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
+  for n in names[1:]:
+    par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
+  ctx = M.Context(cfg=cfg, data=data, split=split, par=par, workdir=workdir,
+                  progress=progress)
+  preflight(ctx, names)
+  checkpoint.write_json(workdir / "config.json",
+                        {"config": cfg.to_dict(), "data": data.source,
+                         "split_sizes": split.sizes()})
+
+  orig = M.original(ctx)
+  rows, scores = {}, {}
+  for name in names:
+    m = cfg.methods[name]
+    phase = M.REGISTRY[name](ctx, orig, m)
+    scores[name] = _evaluated(ctx, name, phase)
+    o = phase.outcome
+    rows[name] = {**scores[name]["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+                  "diverged": o["diverged"], "diverged_step": o["diverged_step"],
+                  "resumed_from_step": o.get("resumed_from_step"),
+                  "hparams": dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain),
+                  "val": scores[name]["val"]}
+  ref, ref_val = rows["retrain"], rows["retrain"]["val"]
+  for name, r in rows.items():
+    r["avg_gap"] = metrics.avg_gap(r, ref)
+    r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
+  o_scores = _evaluated(ctx, "original", orig)
+  res = {"dataset": data.source, "preset": cfg.preset, "seed": cfg.seed,
+         "methods": rows, "original": o_scores["test"],
+         "config": cfg.to_dict(), "split_sizes": split.sizes(),
+         "machine": f"{platform.node()} ({platform.machine()}, "
+                    f"{M.jax.devices()[0].platform})",
+         "date": datetime.date.today().isoformat()}
+  report.write(res, workdir)
+  return res
+
+
+def main(argv=None) -> int:
+  try:
+    a = parser().parse_args(argv)
+    cfg = config_from_args(a)
+    names = parse_methods(a.methods)
+    workdir = Path(a.workdir or f"runs/{cfg.preset}")
+    if a.seeds:
+      try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+      except ValueError:
+        raise UsageError(f"--seeds {a.seeds!r}: expected a comma list of integers") from None
+    else:
+      seeds = [a.seed]
+    data = data_lib.load(a.data_dir)
+    runs = []
+    for s in seeds:
+      wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"
+      runs.append(run(dataclasses.replace(cfg, seed=s), None, wd, names,
+                      progress=not a.no_progress, data=data))
+      print(f"\n## seed {s}\n\n" + report.table(runs[-1]["methods"]))
+    final = runs[0]
+    if len(runs) > 1:
+      final = report.aggregate(runs)
+      report.write(final, workdir)
+      print("\n## mean ± std over seeds " + ",".join(map(str, seeds)) + "\n\n" +
+            report.table(final["methods"], final["stds"]))
+    print(f"\nwrote {workdir}/results.json, results.md, results.png")
+    return 0
+  except (UsageError, *USER_ERRORS) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

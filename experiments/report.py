@@ -1,0 +1,116 @@
+"""results.json / results.md / results.png for one seed or a mean +- std over seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ugradsl_jax.checkpoint import write_json
+
+COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
+        ("avg_gap", "Avg. Gap"), ("rte_s", "RTE (s)"), ("compile_s", "compile (s)"))
+PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
+          "l1_sparse": "l1-sparse", "salun": "SalUn", "neggrad_plus": "NegGrad+",
+          "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+"}
+
+
+def _fmt(v, std=None):
+  if v is None:
+    return "-"
+  return f"{v:.2f}" if std is None else f"{v:.2f} ± {std:.2f}"
+
+
+def table(methods: dict, stds: dict | None = None) -> str:
+  head = "| Method | " + " | ".join(c for _, c in COLS) + " |"
+  lines = [head, "|" + "---|" * (len(COLS) + 1)]
+  for name, r in methods.items():
+    label = PRETTY.get(name, name)
+    if r.get("diverged"):
+      label += f" (diverged at step {r.get('diverged_step')})"
+    elif r.get("n_diverged"):
+      label += f" ({r['n_diverged']} seed(s) diverged)"
+    cells = [_fmt(r.get(k), (stds or {}).get(name, {}).get(k)) for k, _ in COLS]
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def markdown(res: dict) -> str:
+  seeds = res.get("seeds", [res.get("seed")])
+  parts = [f"# {res['dataset']}, random forgetting, preset `{res['preset']}`", "",
+           f"Seed(s): {', '.join(map(str, seeds))}. Machine: {res.get('machine', '?')}. "
+           f"Date: {res.get('date', '?')}. Split sizes: {res.get('split_sizes')}.", ""]
+  if "stds" in res:
+    parts.append("Mean ± std over seeds. Avg. Gap is against Retrain of the same seed.")
+    parts.append("")
+  parts.append(table(res["methods"], res.get("stds")))
+  if "original" in res:
+    o = res["original"]
+    parts += ["", f"Original model (before unlearning): UA {_fmt(o['UA'])}, "
+              f"MIA {_fmt(o['MIA'])}, RA {_fmt(o['RA'])}, TA {_fmt(o['TA'])}."]
+  parts += ["", "UA = 100 - forget accuracy; MIA = MIA-Efficacy; RA/TA = retain/test "
+            "accuracy (%). RTE = unlearning wall-clock without evaluation or "
+            "compilation; compile is reported apart.", "",
+            "## Config", "", "```json", json.dumps(res.get("config"), indent=1,
+                                                   sort_keys=True), "```", ""]
+  return "\n".join(parts)
+
+
+def plot(res: dict, path: Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(res["methods"])
+  keys = ("UA", "MIA", "RA", "TA")
+  fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
+  ref = res["methods"].get("retrain")
+  stds = res.get("stds", {})
+  for ax, k in zip(axes, keys):
+    vals = [res["methods"][n][k] for n in names]
+    err = [stds.get(n, {}).get(k, 0.0) for n in names]
+    colors = ["0.4" if n == "retrain" else ("tab:red" if "ugradsl" in n else "tab:blue")
+              for n in names]
+    ax.barh(range(len(names)), vals, xerr=err, color=colors)
+    if ref is not None:
+      ax.axvline(ref[k], color="k", ls="--", lw=1, label="Retrain")
+    ax.set_title(k + (" (closer to the dashed line is better)" if k == "UA" else ""),
+                 fontsize=9)
+    ax.set_xlim(0, 100)
+  axes[0].set_yticks(range(len(names)), [PRETTY.get(n, n) for n in names])
+  axes[0].invert_yaxis()
+  fig.suptitle(f"{res['dataset']} - preset {res['preset']} - "
+               f"seed(s) {res.get('seeds', [res.get('seed')])}", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(res: dict, workdir: Path) -> None:
+  workdir = Path(workdir)
+  write_json(workdir / "results.json", res)
+  tmp = workdir / ".results.md.tmp"
+  tmp.write_text(markdown(res))
+  tmp.replace(workdir / "results.md")
+  plot(res, workdir / "results.png")
+
+
+def aggregate(runs: list[dict]) -> dict:
+  """Mean and sample std across seeds, method by method."""
+  first = runs[0]
+  methods, stds = {}, {}
+  for name in first["methods"]:
+    rows = [r["methods"][name] for r in runs if name in r["methods"]]
+    methods[name], stds[name] = {}, {}
+    for k, _ in COLS:
+      vals = np.array([row[k] for row in rows if row.get(k) is not None], float)
+      if len(vals):
+        methods[name][k] = float(vals.mean())
+        stds[name][k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    methods[name]["n_diverged"] = int(sum(bool(row.get("diverged")) for row in rows))
+    methods[name]["hparams"] = rows[0].get("hparams")
+  out = {k: v for k, v in first.items() if k not in ("methods", "seed", "original")}
+  out.update(seeds=[r["seed"] for r in runs], methods=methods, stds=stds,
+             per_seed={str(r["seed"]): r["methods"] for r in runs})
+  return out

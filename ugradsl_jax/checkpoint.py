@@ -1,0 +1,148 @@
+"""Orbax checkpoints, one directory per model, with a config/split match check.
+
+Layout of a phase directory (e.g. workdir/original/):
+  <step>/state, <step>/meta   orbax checkpoints (atomically finalised by orbax)
+  outcome.json                written last, atomically: the phase is done
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be used as-is; the message says why and what to do."""
+
+
+def write_json(path: Path, obj) -> None:
+  """Write-then-rename, so a kill never leaves a half-written file."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+  os.replace(tmp, path)
+
+
+def read_json(path: Path):
+  try:
+    return json.loads(Path(path).read_text())
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{path}: unreadable ({e}); delete it or use another "
+                          "--workdir") from None
+
+
+def _jsonable(x):
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (np.floating,)):
+    return float(x)
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  if isinstance(x, (tuple, set)):
+    return list(x)
+  return str(x)
+
+
+def canonical(obj):
+  """JSON round trip, so tuples/lists and numpy scalars compare equal."""
+  return json.loads(json.dumps(obj, sort_keys=True, default=_jsonable))
+
+
+def diff_keys(saved: dict, current: dict, prefix="") -> list[str]:
+  out = []
+  for k in sorted(set(saved) | set(current)):
+    a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += diff_keys(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: saved {a!r}, now {b!r}")
+  return out
+
+
+class PhaseStore:
+  """Checkpoints of one model (a training phase or an unlearning method).
+
+  `meta` is everything the result depends on (config, split fingerprint, data
+  source, model). A directory made with other meta is refused, never reused.
+  """
+
+  def __init__(self, directory: Path, meta: dict, max_to_keep: int = 2):
+    self.dir = Path(directory).absolute()
+    self.meta = canonical(meta)
+    self.dir.mkdir(parents=True, exist_ok=True)
+    self._mngr = ocp.CheckpointManager(
+        self.dir, options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
+            enable_async_checkpointing=False))
+    self._check_meta()
+
+  @property
+  def outcome_path(self) -> Path:
+    return self.dir / "outcome.json"
+
+  def _saved_meta(self):
+    step = self._mngr.latest_step()
+    if step is not None:
+      try:
+        return self._mngr.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+      except Exception as e:
+        raise CheckpointError(f"checkpoint {self.dir}/{step} is corrupted "
+                              f"({type(e).__name__}); delete {self.dir} or "
+                              "use another --workdir") from None
+    if self.outcome_path.exists():
+      return read_json(self.outcome_path).get("meta")
+    return None
+
+  def _check_meta(self):
+    saved = self._saved_meta()
+    if saved is not None and saved != self.meta:
+      diffs = diff_keys(saved, self.meta)
+      raise CheckpointError(
+          f"{self.dir} was made with another config ({'; '.join(diffs[:3])}"
+          f"{' ...' if len(diffs) > 3 else ''}); use another --workdir or "
+          "delete that directory")
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def outcome(self) -> dict | None:
+    return read_json(self.outcome_path) if self.outcome_path.exists() else None
+
+  def save(self, step: int, state, finished: bool = False) -> None:
+    del finished  # the outcome file, written by the caller, marks the end
+    self._mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(self.meta)),
+        force=True)
+    self._mngr.wait_until_finished()
+
+  def restore(self, abstract_state, step: int | None = None):
+    step = self._mngr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"{self.dir} holds no checkpoint")
+    try:
+      out = self._mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
+    except Exception as e:
+      raise CheckpointError(
+          f"checkpoint {self.dir}/{step} is corrupted or from another model "
+          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''});"
+          f" delete {self.dir} or use another --workdir") from None
+    return out["state"]
+
+  def finish(self, outcome: dict) -> None:
+    write_json(self.outcome_path, {**outcome, "meta": self.meta})
+
+  def close(self):
+    self._mngr.close()
+
+
+def abstract_of(tree):
+  """Shape/dtype skeleton for StandardRestore, on the default device."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

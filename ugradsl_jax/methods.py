@@ -1,0 +1,276 @@
+"""Pretraining, Retrain and the unlearning methods, each a resumable phase.
+
+A method maps (original model, data, split, recipe) to an unlearned model:
+  retrain       from scratch on D_r (the gold standard)
+  ft            fine-tune on D_r
+  ga            gradient ascent on D_f (alpha != 0 gives GA with GLS targets)
+  rl            D_f with random wrong labels, together with D_r
+  l1_sparse     ft + l1 penalty decayed linearly to 0
+  salun         rl restricted to the weights most salient for the forget loss
+  neggrad_plus  ugradsl with alpha = 0
+  ugradsl       epochs over D_f, each forget batch paired with a retain batch
+  ugradsl_plus  epochs over D_r, D_f cycled
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import batching, checkpoint, losses, mixing, models, train, unlearn
+from .configs import Config, MethodCfg, TrainCfg
+from .data import NUM_CLASSES, Cifar
+from .parallel import Parallel
+from .split import Split, fingerprint
+
+
+@dataclasses.dataclass
+class Context:
+  """What every phase of one experiment shares."""
+  cfg: Config
+  data: Cifar
+  split: Split
+  par: Parallel
+  workdir: Path
+  progress: bool = True
+  _device_data: dict | None = None
+
+  @functools.cached_property
+  def data_id(self) -> str:
+    h = hashlib.sha256()
+    for a in (self.data.train_x, self.data.train_y, self.data.test_x, self.data.test_y):
+      h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+  @property
+  def device_data(self) -> dict:
+    """Images and labels, put on the device(s) once for every phase."""
+    if self._device_data is None:
+      self._device_data = self.par.replicate({
+          "x": self.data.train_x, "y": self.data.train_y,
+          "y_rl": random_labels(self.data.train_y, self.split.forget, self.cfg.seed)})
+    return self._device_data
+
+  def model(self, axis_name="unset"):
+    axis = self.par.axis_name if axis_name == "unset" else axis_name
+    return models.build(self.cfg.arch, self.cfg.width, axis)
+
+  def key(self, name: str) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), zlib.crc32(name.encode()))
+
+  def meta(self, name: str, recipe) -> dict:
+    return {"phase": name, "recipe": dataclasses.asdict(recipe) if recipe else None,
+            "arch": self.cfg.arch, "width": self.cfg.width, "seed": self.cfg.seed,
+            "data": self.data_id, "split": fingerprint(self.split)}
+
+
+def random_labels(y: np.ndarray, forget: np.ndarray, seed: int) -> np.ndarray:
+  """Labels with each forget example moved to a random *wrong* class."""
+  rng = np.random.default_rng([seed, 0x41])
+  out = np.array(y, np.int32)
+  out[forget] = (y[forget] + rng.integers(1, NUM_CLASSES, len(forget))) % NUM_CLASSES
+  return out
+
+
+@dataclasses.dataclass
+class Phase:
+  state: train.TrainState  # host copy
+  outcome: dict
+
+
+def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
+              images_per_step: int, recipe, hp=None, data=None) -> Phase:
+  """Reuse a finished phase, resume an unfinished one, or run it from state0."""
+  store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
+  try:
+    done = store.outcome()
+    if done is not None:
+      return Phase(store.restore(checkpoint.abstract_of(state0)), done)
+    state, resumed = state0, None
+    if store.latest_step() is not None:
+      state = store.restore(checkpoint.abstract_of(state0))
+      resumed = int(state.step)
+    res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state,
+                    data=ctx.device_data if data is None else data,
+                    batches=batches, num_steps=num_steps,
+                    images_per_step=images_per_step, hp=hp, store=store,
+                    ckpt_every=ctx.cfg.ckpt_every, progress=ctx.progress)
+    outcome = {"diverged": res.diverged, "diverged_step": res.diverged_step,
+               "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
+               "images_per_s": res.images_per_s, "resumed_from_step": resumed,
+               "last_metrics": res.last_metrics}
+    if res.diverged and store.latest_step() is None:
+      store.save(int(res.state.step), res.state)  # nothing finite saved yet
+    store.finish(outcome)
+    return Phase(res.state, outcome)
+  finally:
+    store.close()
+
+
+# --------------------------------------------------------------------------
+# Training from scratch: the original model and Retrain.
+
+def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
+                       t: TrainCfg) -> Phase:
+  ctx.par.check_batch(t.batch_size, "pretrain batch size")
+  batches, spe = batching.epochs(indices, t.batch_size, ctx.cfg.seed,
+                                 stream=zlib.crc32(name.encode()))
+  total = spe * t.epochs
+  tx = train.sgd(train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones),
+                 t.momentum, t.weight_decay, t.nesterov)
+  key = ctx.key(name)
+  variables = train.init_variables(ctx.model(None), jax.random.fold_in(key, 1))
+  state0 = train.create_state(variables["params"], variables["batch_stats"], tx, key)
+  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
+                           augment=t.augment)
+  return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t)
+
+
+def original(ctx: Context) -> Phase:
+  return train_from_scratch(ctx, "original", ctx.split.train, ctx.cfg.pretrain)
+
+
+def retrain(ctx: Context, orig: Phase, m=None) -> Phase:
+  del orig, m
+  return train_from_scratch(ctx, "retrain", ctx.split.retain, ctx.cfg.pretrain)
+
+
+# --------------------------------------------------------------------------
+# Unlearning from the original model.
+
+def _tx(m: MethodCfg, total: int, spe: int):
+  return train.sgd(train.lr_schedule(m.schedule, m.lr, total, spe),
+                   m.momentum, m.weight_decay)
+
+
+def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, loss_fn=train.ce_loss,
+             label_key="y", reg_fn=None, mask=None, hp=None) -> Phase:
+  ctx.par.check_batch(m.batch_size, f"--{name} batch size")
+  batches, spe = batching.epochs(indices, m.batch_size, ctx.cfg.seed,
+                                 stream=zlib.crc32(name.encode()))
+  total = spe * m.epochs
+  tx = _tx(m, total, spe)
+  data = ctx.device_data
+  if mask is not None:
+    data = {**data, "mask": ctx.par.replicate(mask)}
+  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
+                           loss_fn=loss_fn, augment=m.augment, label_key=label_key,
+                           reg_fn=reg_fn, grad_mask_key="mask" if mask is not None else None)
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx, ctx.key(name))
+  hp = {"total_steps": float(total), **(hp or {})}
+  return run_phase(ctx, name, state0, step, batches, total, m.batch_size, m,
+                   hp=hp, data=data)
+
+
+def ft(ctx, orig, m):
+  return _descent(ctx, "ft", m, orig, ctx.split.retain)
+
+
+def ga(ctx, orig, m):
+  # Ascent = descent on the negated (optionally smoothed) cross entropy.
+  def neg_ce(logits, y, hp):
+    return -losses.smoothed_cross_entropy(logits, y, hp["alpha"])
+  return _descent(ctx, "ga", m, orig, ctx.split.forget, loss_fn=neg_ce,
+                  hp={"alpha": m.alpha})
+
+
+def rl(ctx, orig, m, name="rl", mask=None):
+  union = np.union1d(ctx.split.retain, ctx.split.forget)
+  return _descent(ctx, name, m, orig, union, label_key="y_rl", mask=mask)
+
+
+def l1_penalty(params, step, hp):
+  """hp["l1"] * (1 - step / total) * sum |w|, as Unlearn-Sparse decays it."""
+  frac = 1.0 - step.astype(jnp.float32) / hp["total_steps"]
+  l1 = sum(jnp.sum(jnp.abs(w)) for w in jax.tree.leaves(params))
+  return hp["l1"] * jnp.maximum(frac, 0.0) * l1
+
+
+def l1_sparse(ctx, orig, m):
+  return _descent(ctx, "l1_sparse", m, orig, ctx.split.retain, reg_fn=l1_penalty,
+                  hp={"l1": m.l1})
+
+
+def forget_gradient(ctx: Context, state, batch: int = 256):
+  """Gradient of the summed forget-set cross entropy, eval-mode BatchNorm."""
+  model = ctx.model(None)
+
+  @jax.jit
+  def g(params, x, y, w):
+    def loss(p):
+      logits = model.apply({"params": p, "batch_stats": state.batch_stats}, x,
+                           train=False)
+      return jnp.sum(w * losses.cross_entropy(logits, y))
+    return jax.grad(loss)(params)
+
+  idx = ctx.split.forget
+  total = jax.tree.map(jnp.zeros_like, state.params)
+  for s in range(0, len(idx), batch):
+    i = idx[s:s + batch]
+    w = np.zeros(batch, np.float32)
+    w[:len(i)] = 1.0
+    i = np.pad(i, (0, batch - len(i)))  # padded rows carry weight 0
+    gi = g(state.params, ctx.data.train_x[i], ctx.data.train_y[i], w)
+    total = jax.tree.map(jnp.add, total, gi)
+  return total
+
+
+def saliency_mask(grads, ratio: float):
+  """1 for the `ratio` share of weights with the largest |grad| (one global
+  threshold across all layers, as SalUn), else 0."""
+  flat = jnp.concatenate([jnp.abs(g).ravel() for g in jax.tree.leaves(grads)])
+  k = max(int(round(ratio * flat.size)), 1)
+  thresh = jnp.sort(flat)[flat.size - k]
+  return jax.tree.map(lambda g: (jnp.abs(g) >= thresh).astype(jnp.float32), grads)
+
+
+def salun(ctx, orig, m):
+  mask = saliency_mask(forget_gradient(ctx, orig.state), m.mask_ratio)
+  return rl(ctx, orig, m, name="salun", mask=jax.device_get(mask))
+
+
+def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str) -> Phase:
+  fb = m.forget_batch_size or m.batch_size
+  ctx.par.check_batch(m.batch_size, f"--{name} batch size")
+  ctx.par.check_batch(fb, f"--{name} forget batch size")
+  s = ctx.split
+  stream = zlib.crc32(name.encode())
+  if primary == "forget":
+    batches, spe = batching.paired(s.forget, s.retain, fb, m.batch_size,
+                                   ctx.cfg.seed, ("forget", "retain"), stream)
+  else:
+    batches, spe = batching.paired(s.retain, s.forget, m.batch_size, fb,
+                                   ctx.cfg.seed, ("retain", "forget"), stream)
+  total = spe * m.epochs
+  tx = _tx(m, total, spe)
+  step = functools.partial(unlearn.unlearn_step, model=ctx.model(), tx=tx,
+                           mix=mixing.get(m.mix), augment=m.augment)
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx, ctx.key(name))
+  return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb, m,
+                   hp={"alpha": m.alpha, "p": m.p})
+
+
+def neggrad_plus(ctx, orig, m):
+  return _paired(ctx, "neggrad_plus", dataclasses.replace(m, alpha=0.0), orig, "forget")
+
+
+def ugradsl(ctx, orig, m):
+  return _paired(ctx, "ugradsl", m, orig, "forget")
+
+
+def ugradsl_plus(ctx, orig, m):
+  return _paired(ctx, "ugradsl_plus", m, orig, "retain")
+
+
+REGISTRY: dict[str, Callable] = {
+    "retrain": retrain, "ft": ft, "ga": ga, "rl": rl, "l1_sparse": l1_sparse,
+    "salun": salun, "neggrad_plus": neggrad_plus, "ugradsl": ugradsl,
+    "ugradsl_plus": ugradsl_plus}

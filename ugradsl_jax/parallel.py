@@ -1,0 +1,124 @@
+"""Run one per-device step under jax.pmap, jax.jit(jax.shard_map) or plain jit.
+
+A step is written once, per device, as `step(state, data, batch, hp)`:
+  state  replicated, donated (params, BatchNorm stats, optimizer state, ...)
+  data   replicated, read-only (the whole uint8 image array and labels)
+  batch  split along its leading axis across devices (index arrays)
+  hp     replicated, small (traced hyper-parameters; may be {})
+and reduces over `axis_name` with `pmean` (which is the identity when the
+step runs unsharded with axis_name=None). Nothing else in the library knows
+which wrapper is in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+MODES = ("pmap", "shard_map", "none")
+AXIS = "batch"
+
+
+class ParallelError(ValueError):
+  pass
+
+
+def pmean(x, axis_name):
+  return x if axis_name is None else jax.lax.pmean(x, axis_name)
+
+
+def axis_index(axis_name):
+  return 0 if axis_name is None else jax.lax.axis_index(axis_name)
+
+
+def axis_size(axis_name):
+  return 1 if axis_name is None else jax.lax.psum(1, axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+  mode: str
+  devices: tuple
+
+  @property
+  def axis_name(self) -> str | None:
+    return None if self.mode == "none" else AXIS
+
+  @property
+  def n(self) -> int:
+    return len(self.devices)
+
+  @functools.cached_property
+  def mesh(self):
+    return jax.sharding.Mesh(np.array(self.devices), (AXIS,))
+
+  def check_batch(self, global_batch: int, what: str = "batch size"):
+    if global_batch % self.n:
+      raise ParallelError(
+          f"{what} {global_batch} does not divide by the {self.n} devices "
+          f"used by --parallel {self.mode}")
+
+  def replicate(self, tree):
+    """Host/global tree -> the layout the wrapped step takes for replicated args."""
+    if self.mode == "pmap":
+      return jax.device_put_sharded([tree] * self.n, list(self.devices))
+    if self.mode == "shard_map":
+      return jax.device_put(tree, NamedSharding(self.mesh, P()))
+    return jax.device_put(tree, self.devices[0])
+
+  def unreplicate(self, tree):
+    """Inverse of replicate (also for the step's outputs)."""
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: x[0], tree)
+    return tree
+
+  def shard(self, tree):
+    """Global batch tree -> split along the leading axis across devices."""
+    def one(x):
+      x = np.asarray(x)
+      self.check_batch(x.shape[0])
+      if self.mode == "pmap":
+        return x.reshape(self.n, x.shape[0] // self.n, *x.shape[1:])
+      return x
+    tree = jax.tree.map(one, tree)
+    if self.mode == "pmap":
+      return jax.device_put_sharded([jax.tree.map(lambda x: x[i], tree)
+                                     for i in range(self.n)], list(self.devices))
+    if self.mode == "shard_map":
+      return jax.device_put(tree, NamedSharding(self.mesh, P(AXIS)))
+    return jax.device_put(tree, self.devices[0])
+
+  def wrap(self, step: Callable, donate: bool = True) -> Callable:
+    """step(state, data, batch, hp, *, axis_name) -> (state, metrics)."""
+    fn = functools.partial(step, axis_name=self.axis_name)
+    donate_argnums = (0,) if donate else ()
+    if self.mode == "pmap":
+      return jax.pmap(fn, axis_name=AXIS, in_axes=(0, 0, 0, None),
+                      devices=self.devices, donate_argnums=donate_argnums)
+    if self.mode == "shard_map":
+      # check_vma=False keeps pmap's semantics: jax.grad w.r.t. a replicated
+      # input would otherwise already be summed over the mesh, and the
+      # step's own pmean would then leave it n times too large.
+      sm = jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(), P(AXIS), P()),
+                         out_specs=P(), check_vma=False)
+      return jax.jit(sm, donate_argnums=donate_argnums)
+    return jax.jit(fn, donate_argnums=donate_argnums)
+
+
+def make(mode: str, num_devices: int | None = None) -> Parallel:
+  if mode not in MODES:
+    raise ParallelError(f"--parallel {mode!r}: must be one of {', '.join(MODES)}")
+  devices = jax.local_devices()
+  if mode == "none":
+    devices = devices[:1]
+  elif num_devices is not None:
+    if num_devices > len(devices):
+      raise ParallelError(f"asked for {num_devices} devices, have {len(devices)}")
+    devices = devices[:num_devices]
+  return Parallel(mode, tuple(devices))
