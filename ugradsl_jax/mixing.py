@@ -30,8 +30,8 @@ def weighted_sum(g_retain, g_forget, hp):
 
 def normalized(g_retain, g_forget, hp):
   """Each term scaled to unit global norm first, so neither dominates by scale."""
-  nr = optax.global_norm(g_retain) + _EPS
-  nf = optax.global_norm(g_forget) + _EPS
+  nr = optax.tree.norm(g_retain) + _EPS
+  nf = optax.tree.norm(g_forget) + _EPS
   p = hp["p"]
   return jax.tree.map(lambda r, f: p * r / nr - (1.0 - p) * f / nf,
                       g_retain, g_forget)

@@ -66,8 +66,10 @@ class Parallel:
 
   def replicate(self, tree):
     """Host/global tree -> the layout the wrapped step takes for replicated args."""
-    if self.mode == "pmap":
-      return jax.device_put_sharded([tree] * self.n, list(self.devices))
+    if self.mode == "pmap":  # a leading device axis, one slice per device
+      stacked = jax.tree.map(
+          lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), tree)
+      return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
     if self.mode == "shard_map":
       return jax.device_put(tree, NamedSharding(self.mesh, P()))
     return jax.device_put(tree, self.devices[0])
@@ -87,10 +89,7 @@ class Parallel:
         return x.reshape(self.n, x.shape[0] // self.n, *x.shape[1:])
       return x
     tree = jax.tree.map(one, tree)
-    if self.mode == "pmap":
-      return jax.device_put_sharded([jax.tree.map(lambda x: x[i], tree)
-                                     for i in range(self.n)], list(self.devices))
-    if self.mode == "shard_map":
+    if self.mode in ("pmap", "shard_map"):
       return jax.device_put(tree, NamedSharding(self.mesh, P(AXIS)))
     return jax.device_put(tree, self.devices[0])
 

@@ -90,7 +90,7 @@ def forward_loss(model, params, batch_stats, x, y, loss_fn, hp):
 def apply_update(state: TrainState, grads, tx, batch_stats, loss) -> TrainState:
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.global_norm(grads))
+  bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.tree.norm(grads))
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                        batch_stats=batch_stats, nonfinite=state.nonfinite | bad)
 

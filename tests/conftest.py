@@ -1,0 +1,27 @@
+"""Four fake CPU devices for the data-parallel tests; set before JAX starts."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def shared_tar():
+  if not SHARED_TAR.exists():
+    pytest.skip(f"{SHARED_TAR} is absent (the offline CIFAR-10 copy lives in ../shared)")
+  return SHARED_TAR
+
+
+@pytest.fixture(scope="session")
+def cifar(shared_tar):
+  from ugradsl_jax import data
+  return data.load(str(shared_tar))
