@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ugradsl_jax import mixing, models, parallel, train, unlearn
+from ugradsl_jax import augment, mixing, models, parallel, train, unlearn
 
 B = 16  # global batch, 4 per device
 
@@ -15,12 +15,17 @@ B = 16  # global batch, 4 per device
 def _setup(seed=0):
   model_for = lambda axis: models.build("tiny", 4, axis)
   tx = train.sgd(train.lr_schedule("constant", 0.05, 10, 10), 0.9, 5e-4)
-  v = train.init_variables(model_for(None), jax.random.PRNGKey(seed))
-  state = train.create_state(v["params"], v["batch_stats"], tx, jax.random.PRNGKey(7))
+  v = train.init_variables(model_for(None), seed)
+  state = train.create_state(v["params"], v["batch_stats"], tx)
   rng = np.random.default_rng(seed)
   data = {"x": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
           "y": rng.integers(0, 10, 64).astype(np.int32)}
   return model_for, tx, jax.device_get(state), data
+
+
+def _aug(idx, seed):
+  """Indices plus crop/flip draws, so augmentation is part of the comparison."""
+  return {"idx": idx, **augment.crop_flip_params(np.random.default_rng(seed), len(idx))}
 
 
 def _run(mode, kind, steps=2, batch=B):
@@ -28,13 +33,14 @@ def _run(mode, kind, steps=2, batch=B):
   par = parallel.make(mode, num_devices=4)
   if kind == "descent":
     step = functools.partial(train.descent_step, model=model_for(par.axis_name), tx=tx)
-    batches = [{"idx": np.arange(i * batch, (i + 1) * batch)} for i in range(steps)]
+    batches = [_aug(np.arange(i * batch, (i + 1) * batch), i) for i in range(steps)]
     hp = {}
   else:
     step = functools.partial(unlearn.unlearn_step, model=model_for(par.axis_name), tx=tx,
                              mix=mixing.pcgrad)
-    batches = [{"retain": np.arange(i * batch, (i + 1) * batch),
-                "forget": np.arange(48 - i * batch // 2, 48 - i * batch // 2 + batch)}
+    batches = [{"retain": _aug(np.arange(i * batch, (i + 1) * batch), i),
+                "forget": _aug(np.arange(48 - i * batch // 2, 48 - i * batch // 2 + batch),
+                               100 + i)}
                for i in range(steps)]
     hp = {"alpha": -0.5, "p": 0.7}
   f = par.wrap(step)
@@ -93,7 +99,7 @@ def test_shard_map_without_pmean_semantics_would_be_wrong():
                               out_specs=P(), check_vma=True))
   ref, _ = _run("none", "descent", steps=1)
   out, _ = bad(par.replicate(state), par.replicate(data),
-               par.shard({"idx": np.arange(B)}), {})
+               par.shard(_aug(np.arange(B), 0)), {})
   with pytest.raises(AssertionError):
     _assert_close(jax.device_get(out).params, ref.params)
 

@@ -1,21 +1,22 @@
-"""Random crop (zero pad 4) and horizontal flip, inside jitted code."""
+"""Random crop (zero pad 4) and horizontal flip, applied inside jitted code.
+
+The random draws are made on the host with numpy, per *global* batch, and
+travel with the batch indices (a few bytes a step). So the augmentation of an
+example depends neither on how the batch is split across devices nor on XLA's
+RNG, resume needs no saved key, and no step pays threefry's compile time.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
-def crop_flip_params(key: jax.Array, n: int, pad: int = 4):
-  """Per-example (dy, dx, flip) for a *global* batch of n.
-
-  Drawn for the global batch and sliced per device, so the augmentation of an
-  example does not depend on how the batch is split across devices.
-  """
-  k_off, k_flip = jax.random.split(key)
-  off = jax.random.randint(k_off, (n, 2), 0, 2 * pad + 1)
-  flip = jax.random.bernoulli(k_flip, 0.5, (n,))
-  return off, flip
+def crop_flip_params(rng: np.random.Generator, n: int, pad: int = 4) -> dict:
+  """Per-example crop offsets in [0, 2*pad] and flip bits."""
+  return {"off": rng.integers(0, 2 * pad + 1, (n, 2)).astype(np.int32),
+          "flip": rng.random(n) < 0.5}
 
 
 def crop_flip(images: jax.Array, off: jax.Array, flip: jax.Array,

@@ -1,7 +1,8 @@
 """Data order as a pure function of (seed, step): exact resume needs no saved iterator.
 
-Each helper returns `batches(step) -> dict[str, np.ndarray]` of indices into
-the device-resident arrays, and the number of steps per epoch. Partial batches
+Each helper returns `batches(step) -> dict` holding `idx`, indices into the
+device-resident arrays, and with augmentation the crop/flip draws for them
+(augment.crop_flip_params), and the number of steps per epoch. Partial batches
 are dropped (every step has the same shape, so one compilation serves all);
 the next epoch's permutation reaches the dropped examples.
 """
@@ -12,6 +13,8 @@ import functools
 from typing import Callable
 
 import numpy as np
+
+from .augment import crop_flip_params
 
 Batches = Callable[[int], dict]
 
@@ -37,7 +40,16 @@ def _cycled(indices, batch, seed, stream):
   return take
 
 
-def epochs(indices: np.ndarray, batch: int, seed: int, stream: int = 0):
+def _with_aug(idx, augment, seed, stream, step):
+  out = {"idx": idx}
+  if augment:
+    out.update(crop_flip_params(np.random.default_rng([seed, stream, 0xA06, step]),
+                                len(idx)))
+  return out
+
+
+def epochs(indices: np.ndarray, batch: int, seed: int, stream: int = 0,
+           augment: bool = False):
   """One pass over `indices` per epoch, reshuffled each epoch."""
   indices = np.asarray(indices)
   steps = len(indices) // batch
@@ -48,21 +60,22 @@ def epochs(indices: np.ndarray, batch: int, seed: int, stream: int = 0):
 
   def batches(step: int) -> dict:
     e, i = divmod(step, steps)
-    return {"idx": perm(e)[i * batch:(i + 1) * batch]}
+    return _with_aug(perm(e)[i * batch:(i + 1) * batch], augment, seed, stream, step)
   return batches, steps
 
 
 def paired(primary: np.ndarray, secondary: np.ndarray, batch_primary: int,
            batch_secondary: int, seed: int, names=("forget", "retain"),
-           stream: int = 0):
+           stream: int = 0, augment: bool = False):
   """Epochs over `primary`; each batch paired with the next batch of a cycled
   `secondary` (UGradSL: primary = forget; UGradSL+: primary = retain)."""
-  prim, steps = epochs(primary, batch_primary, seed, stream)
+  prim, steps = epochs(primary, batch_primary, seed, stream, augment)
   if len(secondary) < batch_secondary:
     raise ValueError(f"batch size {batch_secondary} is larger than the "
                      f"{len(secondary)} examples it draws from")
   sec = _cycled(np.asarray(secondary), batch_secondary, seed, stream + 1)
 
   def batches(step: int) -> dict:
-    return {names[0]: prim(step)["idx"], names[1]: sec(step)}
+    return {names[0]: prim(step),
+            names[1]: _with_aug(sec(step), augment, seed, stream + 1, step)}
   return batches, steps

@@ -63,8 +63,8 @@ class Context:
     axis = self.par.axis_name if axis_name == "unset" else axis_name
     return models.build(self.cfg.arch, self.cfg.width, axis)
 
-  def key(self, name: str) -> jax.Array:
-    return jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), zlib.crc32(name.encode()))
+  def seed_for(self, name: str) -> int:
+    return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
 
   def meta(self, name: str, recipe) -> dict:
     return {"phase": name, "recipe": dataclasses.asdict(recipe) if recipe else None,
@@ -122,15 +122,13 @@ def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
                        t: TrainCfg) -> Phase:
   ctx.par.check_batch(t.batch_size, "pretrain batch size")
   batches, spe = batching.epochs(indices, t.batch_size, ctx.cfg.seed,
-                                 stream=zlib.crc32(name.encode()))
+                                 stream=zlib.crc32(name.encode()), augment=t.augment)
   total = spe * t.epochs
   tx = train.sgd(train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones),
                  t.momentum, t.weight_decay, t.nesterov)
-  key = ctx.key(name)
-  variables = train.init_variables(ctx.model(None), jax.random.fold_in(key, 1))
-  state0 = train.create_state(variables["params"], variables["batch_stats"], tx, key)
-  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
-                           augment=t.augment)
+  variables = train.init_variables(ctx.model(None), ctx.seed_for(name))
+  state0 = train.create_state(variables["params"], variables["batch_stats"], tx)
+  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx)
   return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t)
 
 
@@ -155,16 +153,16 @@ def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, loss_fn=train.ce_
              label_key="y", reg_fn=None, mask=None, hp=None) -> Phase:
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
   batches, spe = batching.epochs(indices, m.batch_size, ctx.cfg.seed,
-                                 stream=zlib.crc32(name.encode()))
+                                 stream=zlib.crc32(name.encode()), augment=m.augment)
   total = spe * m.epochs
   tx = _tx(m, total, spe)
   data = ctx.device_data
   if mask is not None:
     data = {**data, "mask": ctx.par.replicate(mask)}
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
-                           loss_fn=loss_fn, augment=m.augment, label_key=label_key,
+                           loss_fn=loss_fn, label_key=label_key,
                            reg_fn=reg_fn, grad_mask_key="mask" if mask is not None else None)
-  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx, ctx.key(name))
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   hp = {"total_steps": float(total), **(hp or {})}
   return run_phase(ctx, name, state0, step, batches, total, m.batch_size, m,
                    hp=hp, data=data)
@@ -245,15 +243,15 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str) -> Phase:
   stream = zlib.crc32(name.encode())
   if primary == "forget":
     batches, spe = batching.paired(s.forget, s.retain, fb, m.batch_size,
-                                   ctx.cfg.seed, ("forget", "retain"), stream)
+                                   ctx.cfg.seed, ("forget", "retain"), stream, m.augment)
   else:
     batches, spe = batching.paired(s.retain, s.forget, m.batch_size, fb,
-                                   ctx.cfg.seed, ("retain", "forget"), stream)
+                                   ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
   tx = _tx(m, total, spe)
   step = functools.partial(unlearn.unlearn_step, model=ctx.model(), tx=tx,
-                           mix=mixing.get(m.mix), augment=m.augment)
-  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx, ctx.key(name))
+                           mix=mixing.get(m.mix))
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb, m,
                    hp={"alpha": m.alpha, "p": m.p})
 

@@ -21,15 +21,15 @@ def nls_loss(logits, y, hp):
 
 
 def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
-                 mix: Callable = mixing.weighted_sum, augment: bool = True):
-  """batch: {"retain": idx, "forget": idx}; hp: {"alpha", "p", ...} (traceable).
+                 mix: Callable = mixing.weighted_sum):
+  """batch: {"retain": {...}, "forget": {...}} (batching.paired);
+  hp: {"alpha", "p", ...}, traceable so sweeps can vmap over it.
 
   BatchNorm running statistics are updated by the retain forward, then by the
   forget forward, as two successive forward passes of a PyTorch model would.
   """
-  k_r, k_f = jax.random.split(jax.random.fold_in(state.rng, state.step))
-  x_r, y_r = gather_augment(data, batch["retain"], k_r, axis_name, augment)
-  x_f, y_f = gather_augment(data, batch["forget"], k_f, axis_name, augment)
+  x_r, y_r = gather_augment(data, batch["retain"])
+  x_f, y_f = gather_augment(data, batch["forget"])
 
   grad = jax.value_and_grad(forward_loss, argnums=1, has_aux=True)
   (l_r, (bs, acc_r)), g_r = grad(model, state.params, state.batch_stats,
