@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--pretrain_epochs", type=int, default=None)
   p.add_argument("--pretrain_lr", type=_float, default=None)
   p.add_argument("--pretrain_batch_size", type=int, default=None)
+  p.add_argument("--sweep_alpha", default=None,
+                 help="comma list, e.g. -2,-1,-0.5,-0.2: UGradSL/UGradSL+ train all "
+                      "at once (vmap) and keep the best by validation Avg. Gap")
+  p.add_argument("--sweep_p", default=None, help="comma list of p, crossed with --sweep_alpha")
   p.add_argument("--no_progress", action="store_true")
   g = p.add_argument_group("per-method overrides (e.g. --ugradsl_alpha -0.5)")
   for name in configs.METHODS[1:]:
@@ -85,6 +89,13 @@ def config_from_args(a) -> configs.Config:
     over["width"] = a.width
   over["parallel"] = a.parallel
   over["seed"] = a.seed
+  for flag in ("sweep_alpha", "sweep_p"):
+    if getattr(a, flag):
+      try:
+        over[flag] = tuple(float(x) for x in getattr(a, flag).split(","))
+      except ValueError:
+        raise UsageError(f"--{flag} {getattr(a, flag)!r}: expected a comma list "
+                         "of numbers") from None
   pre = {k: getattr(a, f"pretrain_{k}") for k in ("epochs", "lr", "batch_size")
          if getattr(a, f"pretrain_{k}") is not None}
   cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, **pre), **over)
@@ -117,18 +128,46 @@ def _scores(ctx, phase: M.Phase) -> dict:
   return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
 
 
-def _evaluated(ctx, name: str, phase: M.Phase) -> dict:
+def _evaluated(ctx, name: str, phase: M.Phase, member: int | None = None) -> dict:
   """Scores of a finished phase, cached beside its checkpoints."""
-  path = ctx.workdir / name / "scores.json"
+  path = ctx.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
   if path.exists():
     cached = checkpoint.read_json(path)
     if cached.get("meta") == checkpoint.canonical(ctx.meta(name, None)) and \
         cached.get("step") == int(phase.state.step):
       return cached["scores"]
   s = _scores(ctx, phase)
+  M.train.maybe_kill("eval", name)  # test hook: a kill between scoring and saving
   checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step),
                                "meta": ctx.meta(name, None)})
   return s
+
+
+def _sweep_row(ctx, name: str, m, orig, ref_val: dict) -> dict:
+  """Train the sweep at once, score each member, keep the best on validation."""
+  grid = M.sweep.grid(ctx.cfg.sweep_alpha, ctx.cfg.sweep_p, m.alpha, m.p)
+  phase = M.ugradsl_sweep(ctx, orig, m, name, grid)
+  k = len(grid["alpha"])
+  members = M.sweep.unstack(phase.state, k)
+  trials = []
+  for i, st in enumerate(members):
+    sc = _evaluated(ctx, f"{name}_sweep", M.Phase(st, phase.outcome), member=i)
+    bad = bool(phase.outcome["nonfinite"][i])
+    trials.append({"alpha": float(grid["alpha"][i]), "p": float(grid["p"][i]),
+                   "diverged": bad, "val_avg_gap": metrics.avg_gap(sc["val"], ref_val),
+                   "val": sc["val"], "test": sc["test"]})
+  ok = [t for t in trials if not t["diverged"]] or trials
+  best = min(ok, key=lambda t: t["val_avg_gap"])
+  o = phase.outcome
+  return {**best["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+          "diverged": best["diverged"], "diverged_step": None,
+          "resumed_from_step": o.get("resumed_from_step"),
+          "hparams": {**dataclasses.asdict(m), "alpha": best["alpha"], "p": best["p"]},
+          "val": best["val"],
+          "sweep": [{k2: t[k2] for k2 in ("alpha", "p", "diverged", "val_avg_gap")}
+                    for t in trials],
+          "note": f"best of a {k}-setting vmapped sweep by validation Avg. Gap; "
+                  "RTE is for all settings together"}
 
 
 def preflight(ctx, names: list[str]) -> None:
@@ -165,6 +204,9 @@ def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
   rows, scores = {}, {}
   for name in names:
     m = cfg.methods[name]
+    if (cfg.sweep_alpha or cfg.sweep_p) and name in ("ugradsl", "ugradsl_plus"):
+      rows[name] = _sweep_row(ctx, name, m, orig, rows["retrain"]["val"])
+      continue
     phase = M.REGISTRY[name](ctx, orig, m)
     scores[name] = _evaluated(ctx, name, phase)
     o = phase.outcome

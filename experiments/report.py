@@ -58,13 +58,13 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  # The object API, not pyplot: no global backend switch in a caller's notebook.
+  from matplotlib.figure import Figure
 
   names = list(res["methods"])
   keys = ("UA", "MIA", "RA", "TA")
-  fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
+  fig = Figure(figsize=(16, 3.8))
+  axes = fig.subplots(1, 4, sharey=True)
   ref = res["methods"].get("retrain")
   stds = res.get("stds", {})
   for ax, k in zip(axes, keys):
@@ -84,7 +84,6 @@ def plot(res: dict, path: Path) -> None:
                f"seed(s) {res.get('seeds', [res.get('seed')])}", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def write(res: dict, workdir: Path) -> None:

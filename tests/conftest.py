@@ -6,6 +6,12 @@ from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The end-to-end tests start many processes that compile the same small steps;
+# JAX's persistent cache (inherited by subprocesses) compiles each only once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(os.environ.get("TMPDIR", "/tmp")) / "ugradsl_jax_test_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

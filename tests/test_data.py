@@ -89,3 +89,15 @@ def test_bad_paths(tmp_path, make):
     p.write_text("hi")
   with pytest.raises(D.DataError, match="--data_dir"):
     D.load(str(p))
+
+
+def test_no_internet_and_no_data_dir_says_how_to_point_at_local_data(tmp_path, monkeypatch):
+  import socket
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
+  monkeypatch.delenv(D.DATA_ENV, raising=False)
+
+  def offline(*a, **k):
+    raise OSError("Name or service not known")
+  monkeypatch.setattr(socket, "create_connection", offline)
+  with pytest.raises(D.DataError, match="cannot be reached.*pass --data_dir"):
+    D.load(None)

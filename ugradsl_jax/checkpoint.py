@@ -25,7 +25,8 @@ def write_json(path: Path, obj) -> None:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+  # Insertion order kept: results list Retrain first, then methods as run.
+  tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
   os.replace(tmp, path)
 
 

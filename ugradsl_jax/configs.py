@@ -70,6 +70,10 @@ class Config:
   parallel: str = "none"
   ckpt_every: int = 100
   eval_batch: int = 1000
+  # Vmapped sweep for ugradsl / ugradsl_plus: K settings trained at once, the
+  # one with the smallest *validation* Avg. Gap is reported (never the test set).
+  sweep_alpha: tuple | None = None
+  sweep_p: tuple | None = None
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -164,6 +168,12 @@ def validate(cfg: Config) -> None:
   pos(pre.lr, "pretrain learning rate")
   pos(pre.batch_size, "pretrain batch size")
   pos(cfg.width, "--width")
+  for what, vals in (("--sweep_alpha", cfg.sweep_alpha), ("--sweep_p", cfg.sweep_p)):
+    for v in vals or ():
+      if not math.isfinite(v):
+        raise ConfigError(f"{what} {v}: must be finite")
+      if what == "--sweep_p" and not 0.0 <= v <= 1.0:
+        raise ConfigError(f"{what} {v}: must be in [0, 1]")
   for name, m in cfg.methods.items():
     if m is None:
       continue

@@ -146,18 +146,37 @@ def _load_tfds(data_dir: str | None) -> Cifar:
     raise DataError("tensorflow-datasets is not installed; install it or pass "
                     f"--data_dir (or ${DATA_ENV}) pointing at a CIFAR-10 "
                     "image folder or .tar.gz") from None
+  hint = (f"Offline, pass --data_dir (or set ${DATA_ENV}) to a CIFAR-10 image "
+          "folder or .tar.gz, e.g. --data_dir ../shared/data/cifar10-jpeg.tar.gz")
   try:
-    ds = tfds.load("cifar10", data_dir=data_dir, batch_size=-1,
-                   download=data_dir is None)
-    ds = tfds.as_numpy(ds)
+    builder = tfds.builder("cifar10", data_dir=data_dir)
+    if not builder.is_prepared():
+      if data_dir is not None:
+        raise DataError(f"--data_dir {data_dir}: cifar10 there is not prepared")
+      _check_online()
+    ds = tfds.as_numpy(tfds.load("cifar10", data_dir=data_dir, batch_size=-1,
+                                 download=data_dir is None))
+  except DataError as e:
+    raise DataError(f"{e}. {hint}") from None
   except Exception as e:
     raise DataError(
         "could not load CIFAR-10 with tfds (the default source downloads it; "
-        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-        f"Offline, pass --data_dir (or set ${DATA_ENV}) to a CIFAR-10 image "
-        "folder or .tar.gz, e.g. --data_dir ../shared/data/cifar10-jpeg.tar.gz"
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). {hint}"
     ) from None
   tr, te = ds["train"], ds["test"]
   return Cifar(tr["image"].astype(np.uint8), tr["label"].astype(np.int32),
                te["image"].astype(np.uint8), te["label"].astype(np.int32),
                source="CIFAR-10 (tfds)")
+
+
+CIFAR_HOST = "www.cs.toronto.edu"  # where tfds downloads CIFAR-10 from
+
+
+def _check_online(timeout: float = 5.0) -> None:
+  """Fail in seconds, not after minutes of tfds download retries."""
+  import socket
+  try:
+    socket.create_connection((CIFAR_HOST, 443), timeout=timeout).close()
+  except OSError as e:
+    raise DataError("no --data_dir was given, so CIFAR-10 would be downloaded "
+                    f"with tfds, but {CIFAR_HOST} cannot be reached ({e})") from None

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, losses, mixing, models, train, unlearn
+from . import batching, checkpoint, losses, mixing, models, sweep, train, unlearn
 from .configs import Config, MethodCfg, TrainCfg
 from .data import NUM_CLASSES, Cifar
 from .parallel import Parallel
@@ -67,7 +67,9 @@ class Context:
     return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
 
   def meta(self, name: str, recipe) -> dict:
-    return {"phase": name, "recipe": dataclasses.asdict(recipe) if recipe else None,
+    if dataclasses.is_dataclass(recipe):
+      recipe = dataclasses.asdict(recipe)
+    return {"phase": name, "recipe": recipe,
             "arch": self.cfg.arch, "width": self.cfg.width, "seed": self.cfg.seed,
             "data": self.data_id, "split": fingerprint(self.split)}
 
@@ -93,10 +95,10 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
   try:
     done = store.outcome()
     if done is not None:
-      return Phase(store.restore(checkpoint.abstract_of(state0)), done)
+      return Phase(jax.device_get(store.restore(checkpoint.abstract_of(state0))), done)
     state, resumed = state0, None
     if store.latest_step() is not None:
-      state = store.restore(checkpoint.abstract_of(state0))
+      state = jax.device_get(store.restore(checkpoint.abstract_of(state0)))
       resumed = int(state.step)
     res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state,
                     data=ctx.device_data if data is None else data,
@@ -106,7 +108,8 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
     outcome = {"diverged": res.diverged, "diverged_step": res.diverged_step,
                "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
                "images_per_s": res.images_per_s, "resumed_from_step": resumed,
-               "last_metrics": res.last_metrics}
+               "last_metrics": res.last_metrics,
+               "nonfinite": np.asarray(res.state.nonfinite).tolist()}
     if res.diverged and store.latest_step() is None:
       store.save(int(res.state.step), res.state)  # nothing finite saved yet
     store.finish(outcome)
@@ -235,7 +238,9 @@ def salun(ctx, orig, m):
   return rl(ctx, orig, m, name="salun", mask=jax.device_get(mask))
 
 
-def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str) -> Phase:
+def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
+            sweep_hp: dict | None = None) -> Phase:
+  """sweep_hp {"alpha": [K], "p": [K]}: train K settings at once (sweep.py)."""
   fb = m.forget_batch_size or m.batch_size
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
   ctx.par.check_batch(fb, f"--{name} forget batch size")
@@ -249,11 +254,24 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str) -> Phase:
                                    ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
   tx = _tx(m, total, spe)
-  step = functools.partial(unlearn.unlearn_step, model=ctx.model(), tx=tx,
-                           mix=mixing.get(m.mix))
+  step_fn = unlearn.unlearn_step
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb, m,
-                   hp={"alpha": m.alpha, "p": m.p})
+  hp, recipe = {"alpha": m.alpha, "p": m.p}, m
+  if sweep_hp is not None:
+    k = len(sweep_hp["alpha"])
+    step_fn, state0 = sweep.vmapped(step_fn), sweep.stack([jax.device_get(state0)] * k)
+    hp = {key: np.asarray(v, np.float32) for key, v in sweep_hp.items()}
+    name = f"{name}_sweep"
+    recipe = {**dataclasses.asdict(m), "sweep": {key: v.tolist() for key, v in hp.items()}}
+  step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix))
+  return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb,
+                   recipe, hp=hp)
+
+
+def ugradsl_sweep(ctx, orig, m, name: str, sweep_hp: dict) -> Phase:
+  """UGradSL (name="ugradsl") or UGradSL+ ("ugradsl_plus") at K settings at once."""
+  return _paired(ctx, name, m, orig, "forget" if name == "ugradsl" else "retain",
+                 sweep_hp)
 
 
 def neggrad_plus(ctx, orig, m):

@@ -136,9 +136,10 @@ class FitResult:
   last_metrics: dict | None = None
 
 
-def _maybe_kill(phase: str, step: int):
+def maybe_kill(phase: str, at) -> None:
+  """Test hook: SIGKILL this process when $UGRADSL_KILL_AT == "phase:at"."""
   spec = os.environ.get(KILL_ENV)
-  if spec and spec == f"{phase}:{step}":
+  if spec and spec == f"{phase}:{at}":
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -153,12 +154,16 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
   The host syncs only at checks (fetching a bool), never every step.
   """
   hp = {} if hp is None else hp
-  start = int(state.step)
+  start = int(np.max(state.step))  # a stacked sweep state has K equal steps
+  stacked = np.ndim(state.nonfinite) > 0
   res = FitResult(state=state)
   if start >= num_steps:
     return res
   wrapped = par.wrap(step_fn)
-  rstate = par.replicate(state)
+  # A host round trip makes the replicated state a copy: the step donates its
+  # buffers, which must never be the caller's (e.g. the original model that
+  # every unlearning method starts from).
+  rstate = par.replicate(jax.device_get(state))
   rhp = jax.device_put(hp)
   t0 = time.perf_counter()
   compiled = wrapped.lower(rstate, data, par.shard(batches(start)), rhp).compile()
@@ -176,16 +181,20 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
     done = step + 1
     if done % ckpt_every == 0 or done == num_steps:
       host = jax.device_get(par.unreplicate(rstate))
-      if bool(host.nonfinite):
+      if np.any(host.nonfinite) and not stacked:
         res.diverged, res.diverged_step = True, done
         break
+      # In a sweep a diverged member is only flagged (its flag is sticky);
+      # the others are independent and go on.
       last_good = host
-      m = {k: float(v) for k, v in jax.device_get(par.unreplicate(metrics)).items()}
+      m = {k: np.asarray(v).tolist() for k, v in
+           jax.device_get(par.unreplicate(metrics)).items()}
       res.last_metrics = m
-      bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()}, refresh=False)
+      if not stacked:
+        bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()}, refresh=False)
       if store is not None:
         store.save(done, host, finished=done == num_steps)
-    _maybe_kill(phase, done)
+    maybe_kill(phase, done)
   res.run_s = time.perf_counter() - t0
   bar.close()
   res.state = last_good

@@ -1,0 +1,279 @@
+"""The experiment end to end (smoke preset): results, determinism, kill -9 and
+resume, divergence, and bad input answered with one line and no damage."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+METRICS = ("UA", "MIA", "RA", "TA", "avg_gap")
+FEW = "ga,ugradsl_plus"  # the resume tests use fewer methods to stay fast
+
+
+def _cli(args, env_extra=None, check=True):
+  env = {**os.environ, **(env_extra or {})}
+  p = subprocess.run([sys.executable, "-m", "experiments.cifar_random_forget", *args],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  if check and p.returncode != 0:
+    raise AssertionError(f"exit {p.returncode}\n{p.stderr[-3000:]}")
+  return p
+
+
+def _smoke_args(tar, workdir, methods="all", *extra):
+  return ["--preset", "smoke", "--data_dir", str(tar), "--workdir", str(workdir),
+          "--methods", methods, "--no_progress", *extra]
+
+
+def _metrics(workdir):
+  res = json.loads((Path(workdir) / "results.json").read_text())
+  return {m: {k: r[k] for k in METRICS} for m, r in res["methods"].items()}
+
+
+def _snapshot(d: Path) -> dict:
+  return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def full_run(shared_tar, tmp_path_factory):
+  """Every method once, in a subprocess as a user would run it."""
+  wd = tmp_path_factory.mktemp("full")
+  p = _cli(_smoke_args(shared_tar, wd))
+  return wd, p
+
+
+@pytest.fixture(scope="module")
+def few_run(shared_tar, tmp_path_factory):
+  wd = tmp_path_factory.mktemp("few")
+  _cli(_smoke_args(shared_tar, wd, FEW))
+  return wd
+
+
+def test_every_method_end_to_end(full_run):
+  wd, p = full_run
+  res = json.loads((wd / "results.json").read_text())
+  assert res["preset"] == "smoke" and res["seed"] == 1
+  assert "JPEG copy" in res["dataset"]
+  names = list(res["methods"])
+  assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
+                   "ugradsl", "ugradsl_plus"]
+  for name, r in res["methods"].items():
+    for k in ("UA", "MIA", "RA", "TA"):
+      assert 0.0 <= r[k] <= 100.0, (name, k, r[k])
+    assert r["rte_s"] > 0 and r["compile_s"] > 0 and "hparams" in r
+  assert res["methods"]["retrain"]["avg_gap"] == 0.0
+  # Avg. Gap is the mean absolute difference to Retrain over UA, MIA, RA, TA.
+  ref = res["methods"]["retrain"]
+  ga = res["methods"]["ga"]
+  want = np.mean([abs(ga[k] - ref[k]) for k in ("UA", "MIA", "RA", "TA")])
+  assert ga["avg_gap"] == pytest.approx(want)
+  assert res["methods"]["ugradsl"]["hparams"]["alpha"] < 0
+  md = (wd / "results.md").read_text()
+  assert "| UGradSL+ |" in md and "CIFAR-10 (JPEG copy" in md
+  assert (wd / "results.png").stat().st_size > 10_000
+  assert "| Retrain |" in p.stdout.splitlines()[next(
+      i for i, line in enumerate(p.stdout.splitlines()) if line.startswith("| Method")) + 2]
+
+
+def test_rerun_reuses_everything(full_run, shared_tar):
+  """A finished workdir is reused: nothing is trained again, same numbers."""
+  wd, _ = full_run
+  before = _metrics(wd)
+  ckpts = {p for p in wd.rglob("*") if p.parent.name.isdigit() or p.name.isdigit()}
+  _cli(_smoke_args(shared_tar, wd))
+  assert _metrics(wd) == before
+  assert {p for p in wd.rglob("*") if p.parent.name.isdigit() or p.name.isdigit()} == ckpts
+
+
+def test_same_seed_same_numbers_and_seeds_differ(few_run, full_run, shared_tar, tmp_path):
+  wd_full, _ = full_run
+  few = _metrics(few_run)
+  full = _metrics(wd_full)
+  for m in ("retrain", "ga", "ugradsl_plus"):
+    assert few[m] == full[m]  # separate processes, same seed: identical
+  _cli(_smoke_args(shared_tar, tmp_path, FEW, "--seed", "2"))
+  other = json.loads((tmp_path / "results.json").read_text())
+  assert other["seed"] == 2
+  assert _metrics(tmp_path) != few
+
+
+@pytest.mark.parametrize("kills", [
+    ["original:3", "retrain:4", "eval:ga", "ugradsl_plus:5"],
+])
+def test_kill9_then_resume_gives_identical_results(few_run, shared_tar, tmp_path, kills):
+  reference = _metrics(few_run)
+  wd = tmp_path / "wd"
+  for at in kills:
+    p = _cli(_smoke_args(shared_tar, wd, FEW), {"UGRADSL_KILL_AT": at}, check=False)
+    assert p.returncode == -signal.SIGKILL, (at, p.returncode, p.stderr[-2000:])
+  # A half-written checkpoint left by a kill mid-save (Orbax's temporary
+  # name) must never shadow the last good one.
+  junk = wd / "ugradsl_plus" / "999.orbax-checkpoint-tmp-1"
+  junk.mkdir(parents=True)
+  (junk / "garbage").write_bytes(b"\0" * 100)
+  _cli(_smoke_args(shared_tar, wd, FEW))
+  assert _metrics(wd) == reference
+  res = json.loads((wd / "results.json").read_text())
+  assert res["methods"]["ugradsl_plus"]["resumed_from_step"] == 4
+
+
+def test_divergence_is_caught_and_reported(shared_tar, tmp_path, few_run):
+  # Reuse the original model and Retrain of few_run: copy the workdir.
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  shutil.rmtree(wd / "ga")
+  _cli(_smoke_args(shared_tar, wd, "ga", "--ga_lr", "1e30", "--ga_epochs", "4"))
+  res = json.loads((wd / "results.json").read_text())
+  ga = res["methods"]["ga"]
+  assert ga["diverged"] is True and ga["diverged_step"] in (2, 4, 6, 8)
+  for k in ("UA", "MIA", "RA", "TA"):
+    assert np.isfinite(ga[k])  # the last finite checkpoint was evaluated
+  assert "diverged at step" in (wd / "results.md").read_text()
+  # Negative control: the same method at its normal lr does not diverge.
+  assert json.loads((few_run / "results.json").read_text())["methods"]["ga"]["diverged"] is False
+
+
+# --------------------------------------------------------------------------
+# Bad input: exit 2, one line on stderr naming the problem, workdir untouched.
+
+BAD = [
+    (["--forget_fraction", "0"], "--forget_fraction"),
+    (["--forget_fraction", "-0.2"], "--forget_fraction"),
+    (["--forget_fraction", "1"], "--forget_fraction"),
+    (["--forget_fraction", "nan"], "--forget_fraction"),
+    (["--forget_class", "10"], "--forget_class"),
+    (["--forget_class", "-1"], "--forget_class"),
+    (["--forget_fraction", "0.0001"], "forget set is empty"),
+    (["--ugradsl_alpha", "nan"], "--ugradsl_alpha"),
+    (["--ugradsl_alpha", "inf"], "--ugradsl_alpha"),
+    (["--ugradsl_p", "1.5"], "--ugradsl_p"),
+    (["--ugradsl_plus_p", "-0.1"], "--ugradsl_plus_p"),
+    (["--ga_lr", "-1"], "--ga_lr"),
+    (["--ft_lr", "0"], "--ft_lr"),
+    (["--ft_batch_size", "0"], "--ft_batch_size"),
+    (["--ugradsl_epochs", "0"], "--ugradsl_epochs"),
+    (["--pretrain_epochs", "-3"], "pretrain epochs"),
+    (["--parallel", "pmap", "--pretrain_batch_size", "30"], "does not divide by the 4 devices"),
+    (["--parallel", "shard_map", "--ga_batch_size", "10"], "does not divide by the 4 devices"),
+    (["--parallel", "warp"], "--parallel"),
+    (["--methods", "ga,forgetmenot"], "unknown forgetmenot; known: retrain, ft, ga"),
+    (["--preset", "huge"], "--preset 'huge': unknown"),
+    (["--sweep_alpha", "a,b"], "--sweep_alpha"),
+    (["--seeds", "1,x"], "--seeds"),
+]
+
+
+@pytest.fixture
+def bad_workdir(few_run, tmp_path):
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  return wd
+
+
+def _main_in_process(args, capsys):
+  from experiments import cifar_random_forget as exp
+  rc = exp.main(args)
+  err = capsys.readouterr().err.strip().splitlines()
+  return rc, err
+
+
+@pytest.mark.parametrize("args,msg", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_flags(args, msg, shared_tar, bad_workdir, capsys):
+  before = _snapshot(bad_workdir)
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys)
+  assert rc == 2
+  assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
+  assert _snapshot(bad_workdir) == before
+
+
+def _tree(shared_tar, root, drop_class=None, break_image=False):
+  import tarfile
+  with tarfile.open(shared_tar) as tar:
+    seen = {}
+    for m in tar:
+      if m.isfile():
+        key = tuple(m.name.split("/")[-3:-1])
+        if seen.get(key, 0) < 1:
+          seen[key] = 1
+          tar.extract(m, root, filter="data")
+  if drop_class:
+    shutil.rmtree(root / "train" / drop_class)
+  if break_image:
+    next((root / "test" / "dog").glob("*.jpg")).write_bytes(b"\xff\xd8garbage")
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("missing", "no such file or directory"),
+    ("empty", "expected train/ and test/"),
+    ("wrong_classes", "9 class folders, expected 10"),
+    ("unreadable", "unreadable image"),
+    ("truncated_tar", "corrupted or truncated"),
+])
+def test_bad_data_dir(case, msg, shared_tar, bad_workdir, tmp_path, capsys):
+  d = tmp_path / "data"
+  if case == "empty":
+    d.mkdir()
+  elif case == "wrong_classes":
+    _tree(shared_tar, d, drop_class="cat")
+  elif case == "unreadable":
+    _tree(shared_tar, d, break_image=True)
+  elif case == "truncated_tar":
+    d = tmp_path / "cut.tar.gz"
+    d.write_bytes(shared_tar.read_bytes()[:1_000_000])
+  before = _snapshot(bad_workdir)
+  args = _smoke_args(d, bad_workdir, FEW)
+  rc, err = _main_in_process(args, capsys)
+  assert rc == 2 and len(err) == 1 and msg in err[0], err
+  assert _snapshot(bad_workdir) == before
+
+
+def test_workdir_from_another_config_is_refused(shared_tar, bad_workdir, capsys):
+  before = _snapshot(bad_workdir)
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW, "--width", "6"), capsys)
+  assert rc == 2 and len(err) == 1 and "width: saved 4, now 6" in err[0], err
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW, "--seed", "3"), capsys)
+  assert rc == 2 and "another config" in err[0], err
+  assert _snapshot(bad_workdir) == before
+
+
+def test_corrupted_checkpoint_is_refused(shared_tar, bad_workdir, capsys):
+  step_dir = max((p for p in (bad_workdir / "original").iterdir() if p.name.isdigit()),
+                 key=lambda p: int(p.name))
+  for f in (step_dir / "state").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0:
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+  before = _snapshot(bad_workdir)
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW), capsys)
+  assert rc == 2 and len(err) == 1 and "corrupted" in err[0], err
+  assert _snapshot(bad_workdir) == before
+
+
+def test_cli_error_has_no_traceback(shared_tar, tmp_path):
+  """Through the real entry point: one line, exit 2, no Python traceback."""
+  p = _cli(_smoke_args(shared_tar, tmp_path / "w", "ga", "--forget_class", "12"), check=False)
+  assert p.returncode == 2
+  assert "Traceback" not in p.stderr
+  assert [line for line in p.stderr.splitlines() if line.strip()] == [
+      "error: --forget_class 12: must be one of 0..9"]
+  assert not (tmp_path / "w").exists()
+
+
+def test_reused_original_survives_several_methods(shared_tar, tmp_path):
+  """Regression: a restored original model fed to one method's donating step
+  must not be deleted before the next method starts from it."""
+  from experiments import cifar_random_forget as exp
+  from ugradsl_jax import configs, data as D
+  data = D.load(str(shared_tar))
+  cfg = configs.get("smoke")
+  exp.run(cfg, None, tmp_path, ["retrain"], progress=False, data=data)
+  res = exp.run(cfg, None, tmp_path, ["retrain", "ga", "ugradsl"], progress=False, data=data)
+  assert set(res["methods"]) == {"retrain", "ga", "ugradsl"}

@@ -1,0 +1,39 @@
+"""Train K hyper-parameter settings at once: jax.vmap over a stacked train state.
+
+The per-device step is vmapped over (state, hp) while data and batch are
+shared, so K values of alpha (and p) cost one compilation and one dispatch per
+step; under pmap/shard_map the collectives inside the step batch along K.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+
+def stack(trees: list):
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def unstack(tree, k: int) -> list:
+  return [jax.tree.map(lambda x: x[i], tree) for i in range(k)]
+
+
+def vmapped(step):
+  """step(state, data, batch, hp, *, axis_name, ...) -> same, over a leading K axis
+  of state and hp (data and batch are shared by all K runs)."""
+  @functools.wraps(step)
+  def run(state, data, batch, hp, *, axis_name, **kw):
+    one = functools.partial(step, axis_name=axis_name, **kw)
+    return jax.vmap(one, in_axes=(0, None, None, 0))(state, data, batch, hp)
+  return run
+
+
+def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5) -> dict:
+  """Cartesian grid of alpha x p as float32 arrays {"alpha": [K], "p": [K]}."""
+  a = np.asarray(alphas if alphas else [alpha0], np.float32)
+  p = np.asarray(ps if ps else [p0], np.float32)
+  aa, pp = np.meshgrid(a, p, indexing="ij")
+  return {"alpha": aa.ravel(), "p": pp.ravel()}
