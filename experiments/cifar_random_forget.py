@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import math
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +75,22 @@ def parser() -> argparse.ArgumentParser:
       g.add_argument(f"--{name}_{field}", type=_float if typ is float else typ,
                      default=None, help=argparse.SUPPRESS)
   return p
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+  """`--sweep_alpha -2,-1` -> `--sweep_alpha=-2,-1`: argparse would take a
+  value that starts with '-' and is not a plain number for an option."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if a.startswith("--") and "=" not in a and i + 1 < len(argv) and \
+        re.match(r"^-[0-9.]", argv[i + 1]):
+      out.append(f"{a}={argv[i + 1]}")
+      i += 2
+    else:
+      out.append(a)
+      i += 1
+  return out
 
 
 def config_from_args(a) -> configs.Config:
@@ -232,7 +249,8 @@ def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
 
 def main(argv=None) -> int:
   try:
-    a = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a = parser().parse_args(join_negative_values(argv))
     cfg = config_from_args(a)
     names = parse_methods(a.methods)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")

@@ -75,13 +75,13 @@ def plot(res: dict, path: Path) -> None:
     ax.barh(range(len(names)), vals, xerr=err, color=colors)
     if ref is not None:
       ax.axvline(ref[k], color="k", ls="--", lw=1, label="Retrain")
-    ax.set_title(k + (" (closer to the dashed line is better)" if k == "UA" else ""),
-                 fontsize=9)
+    ax.set_title(k, fontsize=10)
     ax.set_xlim(0, 100)
   axes[0].set_yticks(range(len(names)), [PRETTY.get(n, n) for n in names])
   axes[0].invert_yaxis()
-  fig.suptitle(f"{res['dataset']} - preset {res['preset']} - "
-               f"seed(s) {res.get('seeds', [res.get('seed')])}", fontsize=10)
+  fig.suptitle(f"{res['dataset']} - preset {res['preset']} - seed(s) "
+               f"{res.get('seeds', [res.get('seed')])} - dashed line: Retrain "
+               "(closer is better)", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
 

@@ -277,3 +277,24 @@ def test_reused_original_survives_several_methods(shared_tar, tmp_path):
   exp.run(cfg, None, tmp_path, ["retrain"], progress=False, data=data)
   res = exp.run(cfg, None, tmp_path, ["retrain", "ga", "ugradsl"], progress=False, data=data)
   assert set(res["methods"]) == {"retrain", "ga", "ugradsl"}
+
+
+def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  _cli(_smoke_args(shared_tar, wd, "ugradsl", "--sweep_alpha", "-2,-0.5",
+                   "--sweep_p", "0.5,0.9"))
+  row = json.loads((wd / "results.json").read_text())["methods"]["ugradsl"]
+  trials = row["sweep"]
+  assert [(t["alpha"], t["p"]) for t in trials] == [(-2, 0.5), (-2, 0.9), (-0.5, 0.5), (-0.5, 0.9)]
+  best = min(trials, key=lambda t: t["val_avg_gap"])
+  assert (row["hparams"]["alpha"], row["hparams"]["p"]) == (best["alpha"], best["p"])
+  assert row["val"]["avg_gap"] == pytest.approx(best["val_avg_gap"])
+  # The chosen member equals a plain run at that setting (vmap changes nothing).
+  wd2 = tmp_path / "single"
+  shutil.copytree(few_run, wd2)
+  _cli(_smoke_args(shared_tar, wd2, "ugradsl", "--ugradsl_alpha", str(best["alpha"]),
+                   "--ugradsl_p", str(best["p"])))
+  single = json.loads((wd2 / "results.json").read_text())["methods"]["ugradsl"]
+  for k in ("UA", "RA", "TA"):
+    assert single[k] == pytest.approx(row[k], abs=0.3)  # one example = 0.28-2.8 pts

@@ -262,7 +262,8 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     step_fn, state0 = sweep.vmapped(step_fn), sweep.stack([jax.device_get(state0)] * k)
     hp = {key: np.asarray(v, np.float32) for key, v in sweep_hp.items()}
     name = f"{name}_sweep"
-    recipe = {**dataclasses.asdict(m), "sweep": {key: v.tolist() for key, v in hp.items()}}
+    recipe = {**dataclasses.asdict(m),
+              "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}
   step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix))
   return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb,
                    recipe, hp=hp)

@@ -32,8 +32,9 @@ def vmapped(step):
 
 
 def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5) -> dict:
-  """Cartesian grid of alpha x p as float32 arrays {"alpha": [K], "p": [K]}."""
-  a = np.asarray(alphas if alphas else [alpha0], np.float32)
-  p = np.asarray(ps if ps else [p0], np.float32)
+  """Cartesian grid of alpha x p, {"alpha": [K], "p": [K]} (float64, as typed;
+  the step casts to float32)."""
+  a = np.asarray(alphas if alphas else [alpha0], np.float64)
+  p = np.asarray(ps if ps else [p0], np.float64)
   aa, pp = np.meshgrid(a, p, indexing="ij")
   return {"alpha": aa.ravel(), "p": pp.ravel()}
