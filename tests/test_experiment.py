@@ -100,10 +100,18 @@ def test_same_seed_same_numbers_and_seeds_differ(few_run, full_run, shared_tar, 
   full = _metrics(wd_full)
   for m in ("retrain", "ga", "ugradsl_plus"):
     assert few[m] == full[m]  # separate processes, same seed: identical
-  _cli(_smoke_args(shared_tar, tmp_path, FEW, "--seed", "2"))
-  other = json.loads((tmp_path / "results.json").read_text())
-  assert other["seed"] == 2
-  assert _metrics(tmp_path) != few
+  # --seeds 1,2: seed 1 again equals the runs above, seed 2 differs, and the
+  # top level holds mean and std over the two.
+  _cli(_smoke_args(shared_tar, tmp_path, FEW, "--seeds", "1,2"))
+  assert _metrics(tmp_path / "seed_1") == few
+  assert _metrics(tmp_path / "seed_2") != few
+  agg = json.loads((tmp_path / "results.json").read_text())
+  assert agg["seeds"] == [1, 2]
+  s1 = json.loads((tmp_path / "seed_1" / "results.json").read_text())["methods"]["ga"]
+  s2 = json.loads((tmp_path / "seed_2" / "results.json").read_text())["methods"]["ga"]
+  assert agg["methods"]["ga"]["UA"] == pytest.approx((s1["UA"] + s2["UA"]) / 2)
+  assert agg["stds"]["ga"]["UA"] == pytest.approx(abs(s1["UA"] - s2["UA"]) / np.sqrt(2))
+  assert "±" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.parametrize("kills", [

@@ -1,0 +1,97 @@
+"""Method building blocks: GA as a special case of the UGradSL step, RL labels,
+SalUn's mask, the l1 schedule, and the batch orders."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ugradsl_jax import augment, batching, methods, mixing, models, parallel, train, unlearn
+
+
+def test_ga_equals_ugradsl_step_with_p0_alpha0():
+  """Two code paths: GA's descent on -CE, and the UGradSL step at p=0, alpha=0."""
+  model = models.build("tiny", 4)
+  tx = train.sgd(train.lr_schedule("constant", 0.1, 3, 3), 0.9, 5e-4)
+  v = train.init_variables(model, 0)
+  state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))
+  rng = np.random.default_rng(0)
+  data = {"x": rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8),
+          "y": rng.integers(0, 10, 48).astype(np.int32)}
+  par = parallel.make("none")
+  forget = [{"idx": np.arange(i * 8, i * 8 + 8),
+             **augment.crop_flip_params(np.random.default_rng(i), 8)} for i in range(3)]
+  retain = [{"idx": np.arange(24 + i * 8, 32 + i * 8)} for i in range(3)]
+
+  def neg_ce(logits, y, hp):
+    return -train.losses.smoothed_cross_entropy(logits, y, hp["alpha"])
+  ga = par.wrap(functools.partial(train.descent_step, model=model, tx=tx, loss_fn=neg_ce))
+  ug = par.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+                                  mix=mixing.weighted_sum))
+  hp = {"alpha": 0.0, "p": 0.0}
+  s1, s2 = par.replicate(state), par.replicate(state)
+  for f, r in zip(forget, retain):
+    s1, _ = ga(s1, data, par.shard(f), hp)
+    s2, _ = ug(s2, data, par.shard({"forget": f, "retain": r}), hp)
+  for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Negative control: p=0.5 brings the retain gradient in and changes the result.
+  s3 = par.replicate(state)
+  for f, r in zip(forget, retain):
+    s3, _ = ug(s3, data, par.shard({"forget": f, "retain": r}), {"alpha": 0.0, "p": 0.5})
+  d = max(float(np.abs(a - b).max()) for a, b in
+          zip(jax.tree.leaves(s1.params), jax.tree.leaves(s3.params)))
+  assert d > 1e-4
+
+
+def test_random_labels_are_always_wrong_and_only_on_forget():
+  y = np.repeat(np.arange(10), 100).astype(np.int32)
+  forget = np.arange(0, 1000, 7)
+  out = methods.random_labels(y, forget, seed=1)
+  assert np.all(out[forget] != y[forget])
+  keep = np.setdiff1d(np.arange(1000), forget)
+  np.testing.assert_array_equal(out[keep], y[keep])
+  np.testing.assert_array_equal(out, methods.random_labels(y, forget, seed=1))
+  assert len(set(out[forget] - y[forget])) > 5  # spread over the wrong classes
+
+
+def test_saliency_mask_keeps_the_top_share_globally():
+  g = {"a": jnp.array([0.1, -5.0, 0.2]), "b": jnp.array([[3.0, -0.05], [0.3, 1.0]])}
+  m = methods.saliency_mask(g, 0.5)  # 7 weights -> top 4 by |g|: 5, 3, 1, 0.3
+  np.testing.assert_array_equal(m["a"], [0, 1, 0])
+  np.testing.assert_array_equal(m["b"], [[1, 0], [1, 1]])
+
+
+def test_l1_penalty_decays_linearly_to_zero():
+  params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([3.0])}
+  hp = {"l1": 0.1, "total_steps": 10.0}
+  at = lambda s: float(methods.l1_penalty(params, jnp.int32(s), hp))
+  assert at(0) == pytest.approx(0.6)
+  assert at(5) == pytest.approx(0.3)
+  assert at(10) == pytest.approx(0.0)
+
+
+def test_epochs_visit_each_example_once_per_epoch():
+  idx = np.arange(100, 164)
+  b, steps = batching.epochs(idx, 16, seed=3)
+  assert steps == 4
+  e0 = np.concatenate([b(s)["idx"] for s in range(4)])
+  e1 = np.concatenate([b(s)["idx"] for s in range(4, 8)])
+  np.testing.assert_array_equal(np.sort(e0), idx)
+  np.testing.assert_array_equal(np.sort(e1), idx)
+  assert not np.array_equal(e0, e1)  # reshuffled
+  np.testing.assert_array_equal(b(5)["idx"], batching.epochs(idx, 16, seed=3)[0](5)["idx"])
+
+
+def test_paired_cycles_the_secondary_set():
+  forget, retain = np.arange(10), np.arange(100, 125)
+  b, steps = batching.paired(forget, retain, 5, 10, seed=0, augment=True)
+  assert steps == 2
+  stream = np.concatenate([b(s)["retain"]["idx"] for s in range(5)])  # 50 = 2 passes
+  np.testing.assert_array_equal(np.sort(stream[:25]), retain)
+  np.testing.assert_array_equal(np.sort(stream[25:]), retain)
+  x = b(3)
+  assert x["forget"]["off"].shape == (5, 2) and x["retain"]["flip"].shape == (10,)
+  assert x["forget"]["off"].min() >= 0 and x["forget"]["off"].max() <= 8
