@@ -15,6 +15,7 @@ import math
 import platform
 import re
 import sys
+import time
 from pathlib import Path
 
 from ugradsl_jax import checkpoint, configs, data as data_lib, methods as M
@@ -199,6 +200,7 @@ def preflight(ctx, names: list[str]) -> None:
 def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
         progress: bool = True, data=None) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
+  t_start = time.perf_counter()
   workdir = Path(workdir)
   data = data if data is not None else data_lib.load(data_dir)
   split = split_lib.make_split(
@@ -242,7 +244,8 @@ def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
          "config": cfg.to_dict(), "split_sizes": split.sizes(),
          "machine": f"{platform.node()} ({platform.machine()}, "
                     f"{M.jax.devices()[0].platform})",
-         "date": datetime.date.today().isoformat()}
+         "date": datetime.date.today().isoformat(),
+         "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
   report.write(res, workdir)
   return res
 

@@ -100,19 +100,26 @@ def _paper() -> Config:
 
 
 def _quick() -> Config:
-  # Sized on the 2-core CPU machine (see CHOICES["quick"]).
-  pre = TrainCfg(epochs=8, lr=0.2, schedule="onecycle", milestones=(),
-                 nesterov=True)
+  # Sized on the 2-core CPU machine for a whole table in about 15 minutes
+  # (measurements in README "Quick preset"). Pretraining has no augmentation
+  # on purpose: 7-8 epochs with crop+flip underfit (train ~ test ~ 65-69%, so
+  # the original already scores like Retrain and there is nothing to unlearn);
+  # without it the model memorises its training set (train ~90%, test ~65%),
+  # the regime unlearning is about. Unlearning recipes are the reference ones
+  # shortened to 1-3 epochs; untuned starting points (see README for the
+  # validation sweep).
+  pre = TrainCfg(epochs=7, lr=0.2, schedule="onecycle", milestones=(),
+                 nesterov=True, augment=False)
   m = {
       "retrain": None,
-      "ft": MethodCfg(epochs=2, lr=0.02),
-      "ga": MethodCfg(epochs=4, lr=2e-3),
-      "rl": MethodCfg(epochs=2, lr=0.01),
-      "l1_sparse": MethodCfg(epochs=2, lr=0.02, l1=2e-5),
-      "salun": MethodCfg(epochs=2, lr=0.01, mask_ratio=0.5),
-      "neggrad_plus": MethodCfg(epochs=4, lr=2e-3, p=0.5),
-      "ugradsl": MethodCfg(epochs=4, lr=2e-3, p=0.5, alpha=-1.0),
-      "ugradsl_plus": MethodCfg(epochs=2, lr=0.02, p=0.9, alpha=-1.0),
+      "ft": MethodCfg(epochs=1, lr=0.02),
+      "ga": MethodCfg(epochs=3, lr=5e-3),
+      "rl": MethodCfg(epochs=1, lr=0.01),
+      "l1_sparse": MethodCfg(epochs=1, lr=0.02, l1=2e-5),
+      "salun": MethodCfg(epochs=1, lr=0.01, mask_ratio=0.5),
+      "neggrad_plus": MethodCfg(epochs=2, lr=5e-3, p=0.5),
+      "ugradsl": MethodCfg(epochs=2, lr=5e-3, p=0.5, alpha=-1.0),
+      "ugradsl_plus": MethodCfg(epochs=1, lr=0.02, p=0.9, alpha=-1.0),
   }
   return Config(preset="quick", pretrain=pre, methods=m, width=8,
                 train_per_class=2000, test_size=2000, ckpt_every=25)
