@@ -306,3 +306,20 @@ def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
   single = json.loads((wd2 / "results.json").read_text())["methods"]["ugradsl"]
   for k in ("UA", "RA", "TA"):
     assert single[k] == pytest.approx(row[k], abs=0.3)  # one example = 0.28-2.8 pts
+
+
+@pytest.mark.parametrize("mode,method", [("pmap", "ga"), ("shard_map", "ugradsl_plus")])
+def test_parallel_modes_from_the_cli(mode, method, shared_tar, few_run, tmp_path):
+  """The experiment under --parallel pmap / shard_map on 4 fake devices gives
+  the single-device numbers (original and Retrain reused from a 'none' run)."""
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  shutil.rmtree(wd / method)
+  _cli(_smoke_args(shared_tar, wd, method, "--parallel", mode))
+  got = json.loads((wd / "results.json").read_text())["methods"][method]
+  ref = json.loads((few_run / "results.json").read_text())["methods"][method]
+  # float32 rounding may flip a borderline prediction: allow one example's
+  # worth (forget set 36, retain 324, test 100 images).
+  assert got["UA"] == pytest.approx(ref["UA"], abs=2.8)
+  assert got["RA"] == pytest.approx(ref["RA"], abs=0.31)
+  assert got["TA"] == pytest.approx(ref["TA"], abs=1.0)

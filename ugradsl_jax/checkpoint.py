@@ -116,8 +116,9 @@ class PhaseStore:
   def outcome(self) -> dict | None:
     return read_json(self.outcome_path) if self.outcome_path.exists() else None
 
-  def save(self, step: int, state, finished: bool = False) -> None:
-    del finished  # the outcome file, written by the caller, marks the end
+  def save(self, step: int, state) -> None:
+    """Synchronous: a returned save is on disk (the outcome file, written by
+    finish(), is what marks a phase as done)."""
     self._mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(self.meta)),
         force=True)

@@ -193,7 +193,7 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
       if not stacked:
         bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()}, refresh=False)
       if store is not None:
-        store.save(done, host, finished=done == num_steps)
+        store.save(done, host)
     maybe_kill(phase, done)
   res.run_s = time.perf_counter() - t0
   bar.close()
