@@ -52,7 +52,6 @@ def parse(argv=None):
 
 def main(argv=None):
   args = parse(argv)
-  import jax
   import jax.numpy as jnp
   from ugradsl_jax import configs, data as data_lib, methods as M
   from ugradsl_jax import models, parallel, split as split_lib, train

@@ -1,6 +1,5 @@
 """Loaders on the shared CIFAR-10 copy: tar.gz, image folder, and their errors."""
 
-import io
 import tarfile
 
 import numpy as np

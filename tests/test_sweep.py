@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from ugradsl_jax import augment, batching, mixing, models, parallel, sweep, train, unlearn
+from ugradsl_jax import batching, mixing, models, parallel, sweep, train, unlearn
 
 
 def _setup():
