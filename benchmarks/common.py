@@ -5,31 +5,14 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.report import machine
+
 ALPHA, P = -1.0, 0.5
-
-
-def machine() -> str:
-  """'<cpu model>, <n> cores' (or the GPU name when jax sees one)."""
-  import jax
-  d = jax.devices()[0]
-  if d.platform != "cpu":
-    return f"{d.device_kind} ({d.platform})"
-  model = platform.processor() or platform.machine()
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next(l.split(":", 1)[1].strip() for l in out.splitlines()
-                 if l.startswith("Model name"))
-  except (OSError, StopIteration):
-    pass
-  import os
-  return f"{model}, {os.cpu_count()} cores"
 
 
 def stamp() -> dict:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import os
-import platform
 import re
 import sys
 import time
@@ -197,20 +195,6 @@ def preflight(ctx, names: list[str]) -> None:
       checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
 
 
-def machine() -> str:
-  """What produced the numbers: accelerator kind, or CPU model and cores."""
-  d = M.jax.devices()[0]
-  if d.platform != "cpu":
-    return f"{M.jax.device_count()} x {d.device_kind}"
-  model = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"{model}, {os.cpu_count()} cores (CPU)"
-
-
 def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
         progress: bool = True, data=None) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
@@ -256,7 +240,7 @@ def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
   res = {"dataset": data.source, "preset": cfg.preset, "seed": cfg.seed,
          "methods": rows, "original": o_scores["test"],
          "config": cfg.to_dict(), "split_sizes": split.sizes(),
-         "machine": machine(),
+         "machine": report.machine(),
          "date": datetime.date.today().isoformat(),
          "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
   report.write(res, workdir)

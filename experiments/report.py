@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,21 @@ COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
 PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
           "l1_sparse": "l1-sparse", "salun": "SalUn", "neggrad_plus": "NegGrad+",
           "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+"}
+
+
+def machine() -> str:
+  """What produced the numbers: accelerator kind, or CPU model and cores."""
+  import jax
+  d = jax.devices()[0]
+  if d.platform != "cpu":
+    return f"{jax.device_count()} x {d.device_kind}"
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return f"{model}, {os.cpu_count()} cores (CPU)"
 
 
 def _fmt(v, std=None):

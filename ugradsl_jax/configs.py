@@ -5,7 +5,7 @@ quick: the default; the whole table on the 2-core CPU machine in <= 15 min.
 smoke: seconds; for tests.
 
 How the unlearning hyper-parameters were chosen is recorded beside each
-preset (CHOICES); change a value and say why there.
+preset in its comment; change a value and say why there.
 """
 
 from __future__ import annotations
@@ -146,12 +146,6 @@ def _smoke() -> Config:
 
 
 PRESETS = {"paper": _paper, "quick": _quick, "smoke": _smoke}
-
-CHOICES = {
-    "paper": "METHOD.md s.3 reference recipes; UGradSL(+) untuned starting points.",
-    "quick": "see configs.py header and README 'Quick preset'.",
-    "smoke": "arbitrary small values; only exercises the code.",
-}
 
 
 def get(preset: str) -> Config:
