@@ -13,8 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def crop_flip_params(rng: np.random.Generator, n: int, pad: int = 4) -> dict:
-  """Per-example crop offsets in [0, 2*pad] and flip bits."""
+def crop_flip_params(rng: np.random.Generator, n: int, pad: int = 4,
+                     crop: bool = True) -> dict:
+  """Per-example crop offsets in [0, 2*pad] and flip bits. crop=False gives
+  the centre offset (pad, pad), so crop_flip only flips: one jitted step
+  serves both kinds of augmentation."""
+  if not crop:
+    return {"off": np.full((n, 2), pad, np.int32), "flip": rng.random(n) < 0.5}
   return {"off": rng.integers(0, 2 * pad + 1, (n, 2)).astype(np.int32),
           "flip": rng.random(n) < 0.5}
 

@@ -41,15 +41,16 @@ def _cycled(indices, batch, seed, stream):
 
 
 def _with_aug(idx, augment, seed, stream, step):
+  """augment: False, True (crop + flip) or "flip" (flip only)."""
   out = {"idx": idx}
   if augment:
     out.update(crop_flip_params(np.random.default_rng([seed, stream, 0xA06, step]),
-                                len(idx)))
+                                len(idx), crop=augment != "flip"))
   return out
 
 
 def epochs(indices: np.ndarray, batch: int, seed: int, stream: int = 0,
-           augment: bool = False):
+           augment: bool | str = False):
   """One pass over `indices` per epoch, reshuffled each epoch."""
   indices = np.asarray(indices)
   steps = len(indices) // batch
@@ -66,7 +67,7 @@ def epochs(indices: np.ndarray, batch: int, seed: int, stream: int = 0,
 
 def paired(primary: np.ndarray, secondary: np.ndarray, batch_primary: int,
            batch_secondary: int, seed: int, names=("forget", "retain"),
-           stream: int = 0, augment: bool = False):
+           stream: int = 0, augment: bool | str = False):
   """Epochs over `primary`; each batch paired with the next batch of a cycled
   `secondary` (UGradSL: primary = forget; UGradSL+: primary = retain)."""
   prim, steps = epochs(primary, batch_primary, seed, stream, augment)

@@ -33,7 +33,7 @@ class TrainCfg:
   momentum: float = 0.9
   nesterov: bool = False
   weight_decay: float = 5e-4
-  augment: bool = True
+  augment: bool | str = True  # True: crop + flip; "flip": flip only; False: none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class MethodCfg:
   schedule: str = "constant"
   momentum: float = 0.9
   weight_decay: float = 5e-4
-  augment: bool = True
+  augment: bool | str = True
   alpha: float = 0.0      # GLS rate of the forget targets (< 0: NLS)
   p: float = 0.5          # weight of the retain term
   mix: str = "weighted"   # gradient-mixing rule (mixing.RULES)
@@ -170,6 +170,10 @@ def validate(cfg: Config) -> None:
   pos(pre.lr, "pretrain learning rate")
   pos(pre.batch_size, "pretrain batch size")
   pos(cfg.width, "--width")
+  for what, aug in [("pretrain augment", pre.augment)] + [
+      (f"{n} augment", m.augment) for n, m in cfg.methods.items() if m is not None]:
+    if aug not in (True, False, "flip"):
+      raise ConfigError(f"{what} {aug!r}: must be True, False or 'flip'")
   for what, vals in (("--sweep_alpha", cfg.sweep_alpha), ("--sweep_p", cfg.sweep_p)):
     for v in vals or ():
       if not math.isfinite(v):
