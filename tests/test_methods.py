@@ -95,3 +95,26 @@ def test_paired_cycles_the_secondary_set():
   x = b(3)
   assert x["forget"]["off"].shape == (5, 2) and x["retain"]["flip"].shape == (10,)
   assert x["forget"]["off"].min() >= 0 and x["forget"]["off"].max() <= 8
+
+
+def test_phase_without_workdir_equals_the_checkpointed_phase(cifar, tmp_path):
+  """workdir=None (screening, benchmarks) trains the same model and writes nothing."""
+  from ugradsl_jax import configs, split as split_lib
+  cfg = configs.get("smoke")
+  split = split_lib.make_split(cifar.train_y, len(cifar.test_y), seed=1,
+                               train_per_class=cfg.train_per_class,
+                               test_size=cfg.test_size, test_labels=cifar.test_y)
+  def ctx(wd, seed=1):
+    import dataclasses
+    return methods.Context(cfg=dataclasses.replace(cfg, seed=seed), data=cifar,
+                           split=split, par=parallel.make("none"), workdir=wd,
+                           progress=False)
+  saved = methods.original(ctx(tmp_path / "w"))
+  bare = methods.original(ctx(None))
+  leaves = lambda p: jax.tree.leaves(jax.device_get(p.state.params))
+  for a, b in zip(leaves(saved), leaves(bare)):
+    np.testing.assert_array_equal(a, b)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+  # Negative control: another seed initialises and orders data differently.
+  other = methods.original(ctx(None, seed=2))
+  assert not all(np.array_equal(a, b) for a, b in zip(leaves(bare), leaves(other)))

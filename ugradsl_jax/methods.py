@@ -39,7 +39,7 @@ class Context:
   data: Cifar
   split: Split
   par: Parallel
-  workdir: Path
+  workdir: Path | None  # None: phases are not saved (screening, benchmarks)
   progress: bool = True
   _device_data: dict | None = None
 
@@ -90,7 +90,15 @@ class Phase:
 
 def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
               images_per_step: int, recipe, hp=None, data=None) -> Phase:
-  """Reuse a finished phase, resume an unfinished one, or run it from state0."""
+  """Reuse a finished phase, resume an unfinished one, or run it from state0.
+  With ctx.workdir None nothing is saved (screening and benchmark runs)."""
+  data = ctx.device_data if data is None else data
+  if ctx.workdir is None:
+    res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state0, data=data,
+                    batches=batches, num_steps=num_steps,
+                    images_per_step=images_per_step, hp=hp,
+                    ckpt_every=ctx.cfg.ckpt_every, progress=ctx.progress)
+    return Phase(res.state, _outcome(res, num_steps, None))
   store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
   try:
     done = store.outcome()
@@ -101,21 +109,24 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
       state = jax.device_get(store.restore(checkpoint.abstract_of(state0)))
       resumed = int(state.step)
     res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state,
-                    data=ctx.device_data if data is None else data,
-                    batches=batches, num_steps=num_steps,
+                    data=data, batches=batches, num_steps=num_steps,
                     images_per_step=images_per_step, hp=hp, store=store,
                     ckpt_every=ctx.cfg.ckpt_every, progress=ctx.progress)
-    outcome = {"diverged": res.diverged, "diverged_step": res.diverged_step,
-               "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
-               "images_per_s": res.images_per_s, "resumed_from_step": resumed,
-               "last_metrics": res.last_metrics,
-               "nonfinite": np.asarray(res.state.nonfinite).tolist()}
+    outcome = _outcome(res, num_steps, resumed)
     if res.diverged and store.latest_step() is None:
       store.save(int(res.state.step), res.state)  # nothing finite saved yet
     store.finish(outcome)
     return Phase(res.state, outcome)
   finally:
     store.close()
+
+
+def _outcome(res: train.FitResult, num_steps: int, resumed) -> dict:
+  return {"diverged": res.diverged, "diverged_step": res.diverged_step,
+          "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
+          "images_per_s": res.images_per_s, "resumed_from_step": resumed,
+          "last_metrics": res.last_metrics,
+          "nonfinite": np.asarray(res.state.nonfinite).tolist()}
 
 
 # --------------------------------------------------------------------------
