@@ -34,7 +34,7 @@ if [[ $DRY == 1 ]]; then
 else
   STEP=(--widths 64 --batch 256 --repeats 10 --warmup 2)
   RTE=(--preset paper --width 64 --epochs-scale 1 --torch-steps 20)
-  T=150
+  T=${STAGE_TIMEOUT:-150}
 fi
 
 {
