@@ -9,9 +9,11 @@ setting of the grid (the cross product of the --grid fields) is unlearned in
 <workdir>/seed_<s>/tune/<method>/<setting> and scored with the validation split
 standing where the test set stands (metrics.scores(out, "val")): TA is
 validation accuracy and MIA's non-members are validation images. The setting
-with the smallest mean validation Avg. Gap against Retrain is chosen. Test
-scores are neither printed nor written: copy the choice into configs.py and
-let the experiment report the test set.
+with the smallest mean validation Avg. Gap against Retrain is chosen. The
+test set plays no part in the choice and is neither printed nor in the
+returned rows or tune_<method>.json (the per-model scores caches hold it, as
+in every experiment): copy the choice into configs.py and let the experiment
+report the test set.
 """
 
 from __future__ import annotations
