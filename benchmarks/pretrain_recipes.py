@@ -60,8 +60,8 @@ def main(argv=None):
   args = a.parse_args(argv)
 
   import numpy as np
+  from experiments import cifar_random_forget as exp
   from ugradsl_jax import configs, data as data_lib, methods as M, metrics
-  from ugradsl_jax import parallel, split as split_lib
 
   data = data_lib.load(args.data)
   rows = []
@@ -70,12 +70,8 @@ def main(argv=None):
     cfg = dataclasses.replace(cfg, seed=args.seed, **top,
                               pretrain=dataclasses.replace(cfg.pretrain, **tr))
     configs.validate(cfg)
-    split = split_lib.make_split(
-        data.train_y, len(data.test_y), seed=cfg.seed, val_fraction=cfg.val_fraction,
-        forget_fraction=cfg.forget_fraction, train_per_class=cfg.train_per_class,
-        test_size=cfg.test_size, test_labels=data.test_y)
-    ctx = M.Context(cfg=cfg, data=data, split=split, par=parallel.make("none"),
-                    workdir=None, progress=False)
+    ctx = exp.context(cfg, data, None, progress=False)
+    split = ctx.split
     ph = M.original(ctx)
     variables = {"params": ph.state.params, "batch_stats": ph.state.batch_stats}
     out = metrics.outputs(ctx.model(None), variables, data, split, cfg.eval_batch)

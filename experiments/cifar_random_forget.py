@@ -195,23 +195,30 @@ def preflight(ctx, names: list[str]) -> None:
       checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
 
 
+def context(cfg: configs.Config, data, workdir: Path | None,
+            progress: bool = True) -> M.Context:
+  """The split, parallel mode and workdir one seed's phases share."""
+  split = split_lib.make_split(
+      data.train_y, len(data.test_y), seed=cfg.seed, val_fraction=cfg.val_fraction,
+      forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
+      train_per_class=cfg.train_per_class, test_size=cfg.test_size,
+      test_labels=data.test_y)
+  return M.Context(cfg=cfg, data=data, split=split, par=parallel.make(cfg.parallel),
+                   workdir=None if workdir is None else Path(workdir),
+                   progress=progress)
+
+
 def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
         progress: bool = True, data=None) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
   t_start = time.perf_counter()
   workdir = Path(workdir)
   data = data if data is not None else data_lib.load(data_dir)
-  split = split_lib.make_split(
-      data.train_y, len(data.test_y), seed=cfg.seed, val_fraction=cfg.val_fraction,
-      forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
-      train_per_class=cfg.train_per_class, test_size=cfg.test_size,
-      test_labels=data.test_y)
-  par = parallel.make(cfg.parallel)
-  par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
+  ctx = context(cfg, data, workdir, progress)
+  split = ctx.split
+  ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
   for n in names[1:]:
-    par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
-  ctx = M.Context(cfg=cfg, data=data, split=split, par=par, workdir=workdir,
-                  progress=progress)
+    ctx.par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
   preflight(ctx, names)
   checkpoint.write_json(workdir / "config.json",
                         {"config": cfg.to_dict(), "data": data.source,

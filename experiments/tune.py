@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from ugradsl_jax import configs, data as data_lib, methods as M, metrics
-from ugradsl_jax import parallel, split as split_lib
 
 from . import cifar_random_forget as exp
 
@@ -65,17 +64,10 @@ def tune(cfg: configs.Config, data, workdir: Path, method: str, grid: dict,
   val = {tag(t): [] for t in trials}
   for seed in seeds:
     scfg = dataclasses.replace(cfg, seed=seed)
-    base = workdir / f"seed_{seed}"
-    # Original and Retrain exactly as the experiment makes them (and reuses).
-    exp.run(scfg, None, base, ["retrain"], progress=progress, data=data)
-    split = split_lib.make_split(
-        data.train_y, len(data.test_y), seed=seed, val_fraction=scfg.val_fraction,
-        forget_fraction=scfg.forget_fraction, forget_class=scfg.forget_class,
-        train_per_class=scfg.train_per_class, test_size=scfg.test_size,
-        test_labels=data.test_y)
-    par = parallel.make(scfg.parallel)
-    ctx = M.Context(cfg=scfg, data=data, split=split, par=par, workdir=base,
-                    progress=progress)
+    # Original and Retrain from the experiment's own phases (and reused).
+    ctx = exp.context(scfg, data, workdir / f"seed_{seed}", progress)
+    base = ctx.workdir
+    exp.preflight(ctx, ["retrain"])
     orig = M.original(ctx)
     ref = exp._evaluated(ctx, "retrain", M.retrain(ctx, orig))["val"]
     for t in trials:

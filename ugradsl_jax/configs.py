@@ -102,7 +102,8 @@ def _paper() -> Config:
 def _quick() -> Config:
   # Aimed at a whole table in <= 15 minutes on the 2-core CPU machine with an
   # original model >= 70% test accuracy (README "How the quick preset was
-  # sized"; measured 865-967 s per seed, test accuracy 70.9-72.2%). Pretraining recipe screened on a GPU and chosen on validation
+  # sized"; measured 865-967 s per seed, test accuracy 70.9-72.2%).
+  # Pretraining recipe screened on a GPU and chosen on validation
   # accuracy (72.8 +- 0.7 over seeds 1-3): 7 epochs, flips only. No
   # augmentation memorises and generalises worse; crop+flip underfits at
   # these lengths, leaving nothing to unlearn. Unlearning recipes are the
