@@ -16,10 +16,19 @@ import sys
 import time
 from pathlib import Path
 
-from ugradsl_jax import checkpoint, configs, data as data_lib, methods as M
-from ugradsl_jax import metrics, parallel, split as split_lib
+from ugradsl_jax import host_devices
 
-from . import report
+# Before JAX starts: on a CPU-only machine, one XLA device per core (pair).
+try:
+  host_devices.request()
+  HOST_DEVICES_ERROR = None
+except ValueError as _e:
+  HOST_DEVICES_ERROR = str(_e)
+
+from ugradsl_jax import checkpoint, configs, data as data_lib, methods as M  # noqa: E402
+from ugradsl_jax import metrics, parallel, split as split_lib  # noqa: E402
+
+from . import report  # noqa: E402
 
 USER_ERRORS = (data_lib.DataError, split_lib.SplitError, configs.ConfigError,
                checkpoint.CheckpointError, parallel.ParallelError)
@@ -57,8 +66,10 @@ def parser() -> argparse.ArgumentParser:
                  help=f"comma list of {','.join(configs.METHODS)} (retrain is always run)")
   p.add_argument("--forget_fraction", type=_float, default=None)
   p.add_argument("--forget_class", type=int, default=None)
-  p.add_argument("--parallel", default="none", help="pmap | shard_map | none")
-  p.add_argument("--num_devices", type=int, default=None)
+  p.add_argument("--parallel", default=None,
+                 help="pmap | shard_map | none (default: the preset's; quick: shard_map)")
+  p.add_argument("--num_devices", type=int, default=None,
+                 help="devices for pmap / shard_map (default all local devices)")
   p.add_argument("--width", type=int, default=None)
   p.add_argument("--pretrain_epochs", type=int, default=None)
   p.add_argument("--pretrain_lr", type=_float, default=None)
@@ -103,7 +114,10 @@ def config_from_args(a) -> configs.Config:
     over["forget_fraction"] = a.forget_fraction
   if a.width is not None:
     over["width"] = a.width
-  over["parallel"] = a.parallel
+  if a.parallel is not None:
+    over["parallel"] = a.parallel
+  if a.num_devices is not None:
+    over["num_devices"] = a.num_devices
   over["seed"] = a.seed
   for flag in ("sweep_alpha", "sweep_p"):
     if getattr(a, flag):
@@ -140,7 +154,8 @@ def parse_methods(s: str) -> list[str]:
 def _scores(ctx, phase: M.Phase) -> dict:
   model = ctx.model(None)
   variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
-  out = metrics.outputs(model, variables, ctx.data, ctx.split, ctx.cfg.eval_batch)
+  out = metrics.outputs(model, variables, ctx.data, ctx.split, ctx.cfg.eval_batch,
+                        ctx.par)
   return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
 
 
@@ -203,7 +218,7 @@ def context(cfg: configs.Config, data, workdir: Path | None,
       forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
       train_per_class=cfg.train_per_class, test_size=cfg.test_size,
       test_labels=data.test_y)
-  return M.Context(cfg=cfg, data=data, split=split, par=parallel.make(cfg.parallel),
+  return M.Context(cfg=cfg, data=data, split=split, par=parallel.make(cfg.parallel, cfg.num_devices),
                    workdir=None if workdir is None else Path(workdir),
                    progress=progress)
 
@@ -256,6 +271,8 @@ def run(cfg: configs.Config, data_dir, workdir: Path, names: list[str],
 
 def main(argv=None) -> int:
   try:
+    if HOST_DEVICES_ERROR:
+      raise UsageError(HOST_DEVICES_ERROR)
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser().parse_args(join_negative_values(argv))
     cfg = config_from_args(a)

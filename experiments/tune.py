@@ -121,6 +121,8 @@ def main(argv=None) -> int:
   p.add_argument("--grid", action="append", default=[], help="FIELD=v1,v2 (repeatable)")
   p.add_argument("--no_progress", action="store_true")
   try:
+    if exp.HOST_DEVICES_ERROR:
+      raise exp.UsageError(exp.HOST_DEVICES_ERROR)
     a = p.parse_args(exp.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if a.method not in configs.METHODS[1:]:
       raise exp.UsageError(f"--method {a.method!r}: known {', '.join(configs.METHODS[1:])}")
