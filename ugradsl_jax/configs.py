@@ -119,10 +119,10 @@ def _quick() -> Config:
       "retrain": None,
       "ft": MethodCfg(epochs=1, lr=0.02),             # of 0.01, 0.02, 0.04
       "ga": MethodCfg(epochs=3, lr=1e-3),             # of 1e-3, 2e-3, 5e-3
-      "rl": MethodCfg(epochs=1, lr=5e-3),             # of 5e-3, 0.01, 0.02
+      "rl": MethodCfg(epochs=1, lr=2e-3),             # of 1e-3, 2e-3, 5e-3, 0.01, 0.02
       "l1_sparse": MethodCfg(epochs=1, lr=0.02, l1=5e-5),  # l1 of 2e-5, 5e-5, 1e-4
       "salun": MethodCfg(epochs=1, lr=0.01, mask_ratio=0.5),  # of 5e-3, 0.01, 0.02
-      "neggrad_plus": MethodCfg(epochs=2, lr=0.01, p=0.5),    # of 2e-3, 5e-3, 0.01
+      "neggrad_plus": MethodCfg(epochs=2, lr=0.01, p=0.5),    # of 2e-3 .. 0.04
       # alpha of -1, -0.5, -0.2 x lr of 2e-3, 5e-3
       "ugradsl": MethodCfg(epochs=2, lr=5e-3, p=0.5, alpha=-0.5),
       # alpha of -1, -0.3 x forget batch of 64, 256. Batch 256 scored 2.33 +-
