@@ -218,7 +218,8 @@ def context(cfg: configs.Config, data, workdir: Path | None,
       forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
       train_per_class=cfg.train_per_class, test_size=cfg.test_size,
       test_labels=data.test_y)
-  return M.Context(cfg=cfg, data=data, split=split, par=parallel.make(cfg.parallel, cfg.num_devices),
+  par = parallel.make(cfg.parallel, cfg.num_devices)
+  return M.Context(cfg=cfg, data=data, split=split, par=par,
                    workdir=None if workdir is None else Path(workdir),
                    progress=progress)
 

@@ -65,7 +65,8 @@ def outputs(model, variables, data, split, batch: int = 1000, par=None) -> dict:
   """(correct, confidence) on forget, retain, val and test.
 
   The four sets go through as one stream, so only the last batch is padded
-  (set by set, the quick preset padded 18% of its evaluation work).
+  (set by set, the quick preset's forget and retain sets padded 2,000 extra
+  images onto its 22,000, 9% more work).
   """
   parts = {"forget": (data.train_x, data.train_y, split.forget),
            "retain": (data.train_x, data.train_y, split.retain),
