@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ugradsl_jax import host_devices
 
-# Before JAX starts: on a CPU-only machine, one XLA device per core (pair).
+# Before JAX starts: split the CPU into host devices (the quick preset runs
+# data-parallel over them; host_devices.py says why).
 try:
   host_devices.request()
   HOST_DEVICES_ERROR = None
