@@ -2,8 +2,8 @@
 
 XLA:CPU keeps two cores busier with two half-batches side by side than with
 one batch of small convolutions: on the 2-core development machine the
-quick preset's width-8 ResNet-18 step trains about 1.2x faster data-parallel
-over two host devices (benchmarks/README.md, "Host devices"). Entry points
+quick preset's width-8 ResNet-18 trains about 1.1x faster data-parallel over
+two host devices (median 1.14x; benchmarks/README.md, "host_devices"). Entry points
 call `request()` before anything imports JAX. It never overrides a device
 count already in XLA_FLAGS, and it changes nothing on a GPU or TPU, where the
 accelerators stay the default devices. No JAX import here, on purpose.
