@@ -74,7 +74,8 @@ def main(argv=None):
     split = ctx.split
     ph = M.original(ctx)
     variables = {"params": ph.state.params, "batch_stats": ph.state.batch_stats}
-    out = metrics.outputs(ctx.model(None), variables, data, split, cfg.eval_batch)
+    out = metrics.outputs(ctx.model(None), variables, data, split, cfg.eval_batch,
+                          ctx.par)
     acc = lambda part: 100.0 * float(np.mean(out[part][0]))
     train_acc = (acc("forget") * len(split.forget) + acc("retain") * len(split.retain)) \
         / (len(split.forget) + len(split.retain))

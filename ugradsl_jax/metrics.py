@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from sklearn.svm import SVC
 
 GAP_KEYS = ("UA", "MIA", "RA", "TA")
@@ -30,10 +30,13 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
   """
   put = np.asarray
   if par is not None and par.n > 1:
+    # One global array split by rows, whichever wrapper par's steps use:
+    # the shard_map layout of parallel.Parallel.
+    spmd = dataclasses.replace(par, mode="shard_map")
     batch = -(-batch // par.n) * par.n
-    variables = jax.device_put(variables, NamedSharding(par.mesh, P()))
-    rows = NamedSharding(par.mesh, P(par.mesh.axis_names[0]))
-    put = functools.partial(jax.device_put, device=rows)
+    variables, put = spmd.replicate(variables), spmd.shard
+  else:
+    variables = jax.device_put(variables)  # once, not with every batch
   n = len(images)
   correct = np.zeros(n, bool)
   conf = np.zeros(n, np.float64)
