@@ -40,8 +40,10 @@ class JaxStepper:
     self.jax, self.augment = jax, augment
     self.par = par = parallel.make(mode, num_devices)
     dtype = dtype or jnp.float32
-    model = models.build(arch, width, par.axis_name, dtype=dtype)
-    v = train.init_variables(models.build(arch, width, None, dtype=dtype), seed)
+    build = functools.partial(models.build, arch, num_classes=10, mean=models.CIFAR_MEAN,
+                              std=models.CIFAR_STD, width=width, dtype=dtype)
+    model = build(axis_name=par.axis_name)
+    v = train.init_variables(build(axis_name=None), seed)
     self.tx = tx or train.sgd(train.lr_schedule("constant", lr, 1, 1))
     state = train.create_state(v["params"], v["batch_stats"], self.tx)
     self.kind = kind

@@ -33,14 +33,14 @@ def child(mode: str, data_dir: str, epochs: int) -> dict:
   import dataclasses
   import time
   from experiments import cifar_random_forget as exp  # requests host devices
-  from ugradsl_jax import configs, data as data_lib, methods as M
+  from ugradsl_jax import configs, datasets, methods as M, protocol
   cfg = configs.get("quick")
   cfg = dataclasses.replace(cfg, parallel=mode,
                             pretrain=dataclasses.replace(cfg.pretrain, epochs=epochs))
-  ctx = exp.context(cfg, data_lib.load(data_dir), None, progress=False)
+  ctx = protocol.context(cfg, datasets.load("cifar10", data_dir), None, progress=False)
   phase = M.original(ctx)
   t0 = time.perf_counter()
-  scores = exp._scores(ctx, phase)
+  scores = protocol.scores(ctx, phase)
   o = phase.outcome
   return {"mode": mode, "devices": ctx.par.n, "train_img_s": o["images_per_s"],
           "train_s": o["rte_s"], "compile_s": o["compile_s"],

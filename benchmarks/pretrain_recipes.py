@@ -4,7 +4,7 @@
       --variants "base:;w16e3:width=16,epochs=3" --json out.json
 
 Each variant is the quick preset's pretraining with some fields replaced
-(TrainCfg fields, plus width, arch and train_per_class). The library trains
+(TrainCfg fields, plus width, model and train_per_class). The library trains
 the original model exactly as an experiment does (methods.original) and the
 script reports train/val/test accuracy, images processed and run time.
 Accuracy is a property of the recipe, so screening can run on a fast GPU;
@@ -24,7 +24,7 @@ from pathlib import Path
 from . import common
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-TOP = {"width": int, "arch": str, "train_per_class": int}
+TOP = {"width": int, "model": str, "train_per_class": int}
 TRAIN = {"epochs": int, "lr": float, "batch_size": int, "schedule": str,
          "momentum": float, "nesterov": lambda s: s.lower() in ("1", "true"),
          "weight_decay": float,
@@ -60,27 +60,27 @@ def main(argv=None):
   args = a.parse_args(argv)
 
   import numpy as np
-  from experiments import cifar_random_forget as exp
-  from ugradsl_jax import configs, data as data_lib, methods as M, metrics
+  from experiments import cifar_random_forget  # noqa: F401  (requests host devices)
+  from ugradsl_jax import configs, datasets, methods as M, metrics, protocol
 
-  data = data_lib.load(args.data)
+  data = datasets.load("cifar10", args.data)
   rows = []
   for name, top, tr in parse_variants(args.variants):
     cfg = configs.get(args.preset)
     cfg = dataclasses.replace(cfg, seed=args.seed, **top,
                               pretrain=dataclasses.replace(cfg.pretrain, **tr))
     configs.validate(cfg)
-    ctx = exp.context(cfg, data, None, progress=False)
+    ctx = protocol.context(cfg, data, None, progress=False)
     split = ctx.split
     ph = M.original(ctx)
     variables = {"params": ph.state.params, "batch_stats": ph.state.batch_stats}
-    out = metrics.outputs(ctx.model(None), variables, data, split, cfg.eval_batch,
+    out = metrics.outputs(ctx.model(None), variables, ctx.data, split, cfg.eval_batch,
                           ctx.par)
     acc = lambda part: 100.0 * float(np.mean(out[part][0]))
     train_acc = (acc("forget") * len(split.forget) + acc("retain") * len(split.retain)) \
         / (len(split.forget) + len(split.retain))
     o = ph.outcome
-    row = {"variant": name, "width": cfg.width, "arch": cfg.arch,
+    row = {"variant": name, "width": cfg.width, "model": cfg.model,
            "train_images": len(split.train), **dataclasses.asdict(cfg.pretrain),
            "images": o["steps"] * cfg.pretrain.batch_size, "run_s": o["rte_s"],
            "compile_s": o["compile_s"], "diverged": o["diverged"],

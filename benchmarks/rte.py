@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
 import tempfile
 import time
@@ -53,27 +54,25 @@ def parse(argv=None):
 def main(argv=None):
   args = parse(argv)
   import jax.numpy as jnp
-  from ugradsl_jax import configs, data as data_lib, methods as M
-  from ugradsl_jax import models, parallel, split as split_lib, train
+  from ugradsl_jax import configs, datasets, methods as M
+  from ugradsl_jax import models, parallel, protocol, train
 
   cfg = configs.get(args.preset)
   width = args.width or (8 if args.preset == "quick" else cfg.width)
   # Always ResNet-18 (torch_ref has only that), even for the smoke preset.
-  cfg = dataclasses.replace(cfg, arch="resnet18", width=width)
+  cfg = dataclasses.replace(cfg, model="resnet18", tiny=False, width=width)
   names = [n.strip() for n in args.methods.split(",") if n.strip()]
   for n in names:
     e = cfg.methods[n].epochs
     cfg = configs.with_method(cfg, n, epochs=max(1, round(e * args.epochs_scale)))
 
-  data = data_lib.load(args.data)
-  split = split_lib.make_split(
-      data.train_y, len(data.test_y), seed=cfg.seed, val_fraction=cfg.val_fraction,
-      forget_fraction=cfg.forget_fraction, forget_class=cfg.forget_class,
-      train_per_class=cfg.train_per_class, test_size=cfg.test_size,
-      test_labels=data.test_y)
+  data = datasets.load("cifar10", args.data)
+  split, data = protocol.labelled(cfg, data)
   par = parallel.make("none")
   dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-  v = train.init_variables(models.build(cfg.arch, width), 0)
+  build = functools.partial(models.build, "resnet18", num_classes=10, mean=data.mean,
+                            std=data.std, width=width)
+  v = train.init_variables(build(), 0)
   orig = M.Phase(types.SimpleNamespace(params=v["params"], batch_stats=v["batch_stats"]), {})
 
   torch_fn = None if args.no_torch else _torch_runner(data, split, cfg, width, args)
@@ -82,8 +81,8 @@ def main(argv=None):
     ctx = M.Context(cfg=cfg, data=data, split=split, par=par, workdir=Path(tmp),
                     progress=False)
     if dtype != jnp.float32:  # compute dtype for a mixed-precision run
-      ctx.model = lambda axis_name="unset": models.build(
-          cfg.arch, width, par.axis_name if axis_name == "unset" else axis_name, dtype)
+      ctx.model = lambda axis_name="unset": build(
+          axis_name=par.axis_name if axis_name == "unset" else axis_name, dtype=dtype)
     for name in names:
       m = cfg.methods[name]
       t0 = time.perf_counter()
@@ -122,7 +121,7 @@ def _torch_runner(data, split, cfg, width, args):
   from . import torch_ref
   torch.set_num_threads(os.cpu_count())
   dev = "cuda" if torch.cuda.is_available() else "cpu"
-  y_rl = torch.as_tensor(M.random_labels(data.train_y, split.forget, cfg.seed)).long().to(dev)
+  y_rl = torch.as_tensor(M.random_labels(data.train_y, split.forget, cfg.seed, 10)).long().to(dev)
   s = split
 
   def run(name, m, total):

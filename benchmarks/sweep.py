@@ -29,7 +29,8 @@ def bench(k: int, width: int, batch: int, steps: int, repeats: int) -> dict:
   data = par.replicate({"x": x, "y": y})
   batches, _ = batching.paired(np.arange(3584, 4096), np.arange(3584), batch, batch,
                                seed=0, augment=True)
-  model = models.build("resnet18", width)
+  model = models.build("resnet18", num_classes=10, mean=models.CIFAR_MEAN,
+                       std=models.CIFAR_STD, width=width)
   tx = train.sgd(train.lr_schedule("constant", 2e-3, 1, 1))
   v = train.init_variables(model, 0)
   state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))

@@ -29,5 +29,12 @@ def shared_tar():
 
 @pytest.fixture(scope="session")
 def cifar(shared_tar):
-  from ugradsl_jax import data
-  return data.load(str(shared_tar))
+  from ugradsl_jax import datasets
+  return datasets.load("cifar10", str(shared_tar))
+
+
+def tiny_resnet(axis_name=None):
+  """The smoke preset's CIFAR-10 model (ResNet-18 family at its tiny size)."""
+  from ugradsl_jax import models
+  return models.build("resnet18", num_classes=10, mean=models.CIFAR_MEAN,
+                      std=models.CIFAR_STD, width=4, tiny=True, axis_name=axis_name)

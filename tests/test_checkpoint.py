@@ -6,19 +6,20 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import tiny_resnet
 from ugradsl_jax import batching, checkpoint, models, parallel, train
 
 
 def _problem(mode="none"):
   par = parallel.make(mode, num_devices=4 if mode != "none" else None)
   tx = train.sgd(train.lr_schedule("cosine", 0.05, 8, 4), 0.9, 5e-4, nesterov=True)
-  v = train.init_variables(models.build("tiny", 4), 0)
+  v = train.init_variables(tiny_resnet(), 0)
   state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))
   rng = np.random.default_rng(0)
   data = par.replicate({"x": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
                         "y": rng.integers(0, 10, 64).astype(np.int32)})
   batches, _ = batching.epochs(np.arange(64), 16, seed=5, augment=True)
-  step = functools.partial(train.descent_step, model=models.build("tiny", 4, par.axis_name),
+  step = functools.partial(train.descent_step, model=tiny_resnet(par.axis_name),
                            tx=tx)
   return par, state, data, batches, step
 

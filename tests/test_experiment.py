@@ -62,7 +62,10 @@ def test_every_method_end_to_end(full_run):
   wd, p = full_run
   res = json.loads((wd / "results.json").read_text())
   assert res["preset"] == "smoke" and res["seed"] == 1
-  assert "JPEG copy" in res["dataset"]
+  assert "JPEG copy" in res["source"]
+  assert (res["dataset"], res["scenario"], res["model"], res["num_classes"]) == (
+      "cifar10", "random", "resnet18", 10)
+  assert all("forgotten_test_acc" not in r for r in res["methods"].values())
   names = list(res["methods"])
   assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
                    "ugradsl", "ugradsl_plus"]
@@ -187,8 +190,9 @@ def bad_workdir(few_run, tmp_path):
   return wd
 
 
-def _main_in_process(args, capsys):
-  from experiments import cifar_random_forget as exp
+def _main_in_process(args, capsys, entry="cifar_random_forget"):
+  import importlib
+  exp = importlib.import_module(f"experiments.{entry}")
   rc = exp.main(args)
   err = capsys.readouterr().err.strip().splitlines()
   return rc, err
@@ -198,6 +202,34 @@ def _main_in_process(args, capsys):
 def test_bad_flags(args, msg, shared_tar, bad_workdir, capsys):
   before = _snapshot(bad_workdir)
   rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys)
+  assert rc == 2
+  assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
+  assert _snapshot(bad_workdir) == before
+
+
+# A cell of the grid that does not exist, through experiments.unlearn.
+BAD_GRID = [
+    (["--dataset", "imagenet"], "--dataset 'imagenet': unknown; known: cifar10, cifar100"),
+    (["--scenario", "groups"], "--scenario 'groups': unknown"),
+    (["--model", "alexnet"], "--model 'alexnet': unknown; known: resnet18, vgg16, vit"),
+    (["--scenario", "class", "--forget_class", "3,12"], "--forget_class 12: must be one of 0..9"),
+    (["--scenario", "class"], "--scenario class needs --forget_class"),
+    (["--forget_class", "3,x"], "--forget_class '3,x': expected an integer"),
+    (["--scenario", "random", "--forget_class", "3"], "--forget_class belongs to --scenario class"),
+    (["--scenario", "subclass", "--forget_class", "3"], "--forget_class belongs to --scenario class"),
+    (["--forget_subclass", "rocket"], "--scenario subclass needs a data set with coarse labels"),
+    (["--scenario", "subclass"], "--scenario subclass needs a data set with coarse labels"),
+    # The CIFAR-10 copy named as CIFAR-100: its class count does not match.
+    (["--dataset", "cifar100", "--forget_subclass", "rocket"],
+     "10 class folders, expected 100 for --dataset cifar100"),
+]
+
+
+@pytest.mark.parametrize("args,msg", BAD_GRID, ids=[" ".join(a) for a, _ in BAD_GRID])
+def test_bad_grid_flags(args, msg, shared_tar, bad_workdir, capsys):
+  before = _snapshot(bad_workdir)
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys,
+                             entry="unlearn")
   assert rc == 2
   assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
   assert _snapshot(bad_workdir) == before
@@ -278,12 +310,11 @@ def test_cli_error_has_no_traceback(shared_tar, tmp_path):
 def test_reused_original_survives_several_methods(shared_tar, tmp_path):
   """Regression: a restored original model fed to one method's donating step
   must not be deleted before the next method starts from it."""
-  from experiments import cifar_random_forget as exp
-  from ugradsl_jax import configs, data as D
-  data = D.load(str(shared_tar))
+  from ugradsl_jax import configs, datasets, protocol
+  data = datasets.load("cifar10", str(shared_tar))
   cfg = configs.get("smoke")
-  exp.run(cfg, None, tmp_path, ["retrain"], progress=False, data=data)
-  res = exp.run(cfg, None, tmp_path, ["retrain", "ga", "ugradsl"], progress=False, data=data)
+  protocol.run_seed(cfg, data, tmp_path, ["retrain"], progress=False)
+  res = protocol.run_seed(cfg, data, tmp_path, ["retrain", "ga", "ugradsl"], progress=False)
   assert set(res["methods"]) == {"retrain", "ga", "ugradsl"}
 
 

@@ -8,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_resnet
 from ugradsl_jax import augment, batching, methods, mixing, models, parallel, train, unlearn
 
 
 def test_ga_equals_ugradsl_step_with_p0_alpha0():
   """Two code paths: GA's descent on -CE, and the UGradSL step at p=0, alpha=0."""
-  model = models.build("tiny", 4)
+  model = tiny_resnet()
   tx = train.sgd(train.lr_schedule("constant", 0.1, 3, 3), 0.9, 5e-4)
   v = train.init_variables(model, 0)
   state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))
@@ -49,12 +50,16 @@ def test_ga_equals_ugradsl_step_with_p0_alpha0():
 def test_random_labels_are_always_wrong_and_only_on_forget():
   y = np.repeat(np.arange(10), 100).astype(np.int32)
   forget = np.arange(0, 1000, 7)
-  out = methods.random_labels(y, forget, seed=1)
+  out = methods.random_labels(y, forget, seed=1, num_classes=10)
   assert np.all(out[forget] != y[forget])
   keep = np.setdiff1d(np.arange(1000), forget)
   np.testing.assert_array_equal(out[keep], y[keep])
-  np.testing.assert_array_equal(out, methods.random_labels(y, forget, seed=1))
+  np.testing.assert_array_equal(out, methods.random_labels(y, forget, 1, 10))
   assert len(set(out[forget] - y[forget])) > 5  # spread over the wrong classes
+  # Twenty classes (CIFAR-100's superclasses): labels reach all of 0..19.
+  y20 = np.repeat(np.arange(20), 100).astype(np.int32)
+  out20 = methods.random_labels(y20, np.arange(2000), 1, 20)
+  assert np.all(out20 != y20) and set(out20) == set(range(20))
 
 
 def test_saliency_mask_keeps_the_top_share_globally():
@@ -99,13 +104,11 @@ def test_paired_cycles_the_secondary_set():
 
 def test_phase_without_workdir_equals_the_checkpointed_phase(cifar, tmp_path):
   """workdir=None (screening, benchmarks) trains the same model and writes nothing."""
-  from ugradsl_jax import configs, split as split_lib
+  import dataclasses
+  from ugradsl_jax import configs, protocol
   cfg = configs.get("smoke")
-  split = split_lib.make_split(cifar.train_y, len(cifar.test_y), seed=1,
-                               train_per_class=cfg.train_per_class,
-                               test_size=cfg.test_size, test_labels=cifar.test_y)
+  split = protocol.context(cfg, cifar, None).split
   def ctx(wd, seed=1):
-    import dataclasses
     return methods.Context(cfg=dataclasses.replace(cfg, seed=seed), data=cifar,
                            split=split, par=parallel.make("none"), workdir=wd,
                            progress=False)

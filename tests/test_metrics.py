@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import tiny_resnet
 from ugradsl_jax import metrics
 
 
@@ -45,7 +46,7 @@ def test_predict_split_across_devices_equals_one_device():
   (batch 10 rounded up to 12, a ragged last batch) against one device."""
   import jax
   from ugradsl_jax import models, parallel, train
-  model = models.build("tiny", 4)
+  model = tiny_resnet()
   variables = train.init_variables(model, 0)
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (37, 32, 32, 3), dtype=np.uint8)
@@ -67,7 +68,7 @@ def test_outputs_one_stream_equals_set_by_set():
   set's own predictions, in order."""
   from types import SimpleNamespace
   from ugradsl_jax import models, train
-  model = models.build("tiny", 4)
+  model = tiny_resnet()
   variables = train.init_variables(model, 1)
   rng = np.random.default_rng(1)
   data = SimpleNamespace(

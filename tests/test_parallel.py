@@ -6,13 +6,14 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import tiny_resnet
 from ugradsl_jax import augment, mixing, models, parallel, train, unlearn
 
 B = 16  # global batch, 4 per device
 
 
 def _setup(seed=0):
-  model_for = lambda axis: models.build("tiny", 4, axis)
+  model_for = lambda axis: tiny_resnet(axis)
   tx = train.sgd(train.lr_schedule("constant", 0.05, 10, 10), 0.9, 5e-4)
   v = train.init_variables(model_for(None), seed)
   state = train.create_state(v["params"], v["batch_stats"], tx)

@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import tiny_resnet
 from ugradsl_jax import batching, mixing, models, parallel, sweep, train, unlearn
 
 
 def _setup():
   tx = train.sgd(train.lr_schedule("constant", 0.05, 4, 4), 0.9, 5e-4)
-  v = train.init_variables(models.build("tiny", 4), 0)
+  v = train.init_variables(tiny_resnet(), 0)
   state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))
   rng = np.random.default_rng(0)
   data = {"x": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
@@ -33,13 +34,13 @@ def _train(par, step_fn, state, data, batches, hp, n=3):
 def test_k2_sweep_equals_two_runs(mode):
   tx, state, data, batches = _setup()
   par = parallel.make(mode, num_devices=4)
-  step = functools.partial(unlearn.unlearn_step, model=models.build("tiny", 4, par.axis_name),
+  step = functools.partial(unlearn.unlearn_step, model=tiny_resnet(par.axis_name),
                            tx=tx, mix=mixing.weighted_sum)
   settings = [{"alpha": -1.0, "p": 0.5}, {"alpha": -0.2, "p": 0.8}]
   singles = [_train(par, step, state, data, batches, hp) for hp in settings]
   grid = {k: np.array([s[k] for s in settings], np.float32) for k in ("alpha", "p")}
   vstep = functools.partial(sweep.vmapped(unlearn.unlearn_step),
-                            model=models.build("tiny", 4, par.axis_name), tx=tx,
+                            model=tiny_resnet(par.axis_name), tx=tx,
                             mix=mixing.weighted_sum)
   stacked = _train(par, vstep, sweep.stack([state, state]), data, batches, grid)
   for i, single in enumerate(sweep.unstack(stacked, 2)):

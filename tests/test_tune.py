@@ -11,10 +11,10 @@ from conftest import ROOT
 
 
 def test_tune_picks_the_smallest_validation_gap_and_matches_the_experiment(cifar, tmp_path):
-  from experiments import cifar_random_forget as exp, tune
-  from ugradsl_jax import configs
+  from ugradsl_jax import configs, protocol
   cfg = configs.get("smoke")
-  res = tune.tune(cfg, cifar, tmp_path, "ga", {"lr": [1e-3, 3e-2]}, [1], progress=False)
+  res = protocol.tune(cfg, cifar, tmp_path, "ga", {"lr": [1e-3, 3e-2]}, [1],
+                      progress=False)
   gaps = [r["avg_gap"] for r in res["rows"]]
   assert gaps[0] != gaps[1]  # the grid changes the outcome
   assert res["best"] == res["rows"][int(np.argmin(gaps))]["setting"]
@@ -23,8 +23,8 @@ def test_tune_picks_the_smallest_validation_gap_and_matches_the_experiment(cifar
   # validation Avg. Gap for GA as the tuner measured.
   for row in res["rows"]:
     run_cfg = configs.with_method(cfg, "ga", **row["setting"])
-    out = exp.run(run_cfg, None, tmp_path / f"exp_{row['setting']['lr']}",
-                  ["retrain", "ga"], progress=False, data=cifar)
+    out = protocol.run_seed(run_cfg, cifar, tmp_path / f"exp_{row['setting']['lr']}",
+                            ["retrain", "ga"], progress=False)
     assert out["methods"]["ga"]["val"]["avg_gap"] == pytest.approx(row["avg_gap"], abs=1e-9)
 
 

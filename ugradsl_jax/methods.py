@@ -27,8 +27,8 @@ import numpy as np
 
 from . import batching, checkpoint, losses, mixing, models, sweep, train, unlearn
 from .configs import Config, MethodCfg, TrainCfg
-from .data import NUM_CLASSES, Cifar
-from .parallel import Parallel
+from .datasets import Dataset
+from .parallel import Parallel, ParallelError
 from .split import Split, fingerprint
 
 
@@ -36,7 +36,7 @@ from .split import Split, fingerprint
 class Context:
   """What every phase of one experiment shares."""
   cfg: Config
-  data: Cifar
+  data: Dataset  # labelled as the model is trained (coarse in the sub-class scenario)
   split: Split
   par: Parallel
   workdir: Path | None  # None: phases are not saved (screening, benchmarks)
@@ -56,12 +56,15 @@ class Context:
     if self._device_data is None:
       self._device_data = self.par.replicate({
           "x": self.data.train_x, "y": self.data.train_y,
-          "y_rl": random_labels(self.data.train_y, self.split.forget, self.cfg.seed)})
+          "y_rl": random_labels(self.data.train_y, self.split.forget, self.cfg.seed,
+                                self.data.num_classes)})
     return self._device_data
 
   def model(self, axis_name="unset"):
     axis = self.par.axis_name if axis_name == "unset" else axis_name
-    return models.build(self.cfg.arch, self.cfg.width, axis)
+    c, d = self.cfg, self.data
+    return models.build(c.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
+                        width=c.width, depth=c.depth, tiny=c.tiny, axis_name=axis)
 
   def seed_for(self, name: str) -> int:
     return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
@@ -69,16 +72,30 @@ class Context:
   def meta(self, name: str, recipe) -> dict:
     if dataclasses.is_dataclass(recipe):
       recipe = dataclasses.asdict(recipe)
-    return {"phase": name, "recipe": recipe,
-            "arch": self.cfg.arch, "width": self.cfg.width, "seed": self.cfg.seed,
+    return {"phase": name, "recipe": recipe, "model": self.cfg.model,
+            "tiny": self.cfg.tiny, "width": self.cfg.width, "depth": self.cfg.depth,
+            "num_classes": self.data.num_classes, "seed": self.cfg.seed,
             "data": self.data_id, "split": fingerprint(self.split)}
 
+  def batch_for(self, size: int, indices, what: str) -> int:
+    """`size`, or the largest multiple of the device count that `indices`
+    fill when the set is smaller (a sub-class forget set of 9 smoke images,
+    450 real ones against batch 256 is fine): every step keeps one shape."""
+    if len(indices) >= size:
+      return size
+    fit = len(indices) // self.par.n * self.par.n
+    if fit == 0:
+      raise ParallelError(f"{what}: the set has {len(indices)} examples, fewer "
+                       f"than the {self.par.n} devices")
+    return fit
 
-def random_labels(y: np.ndarray, forget: np.ndarray, seed: int) -> np.ndarray:
+
+def random_labels(y: np.ndarray, forget: np.ndarray, seed: int,
+                  num_classes: int) -> np.ndarray:
   """Labels with each forget example moved to a random *wrong* class."""
   rng = np.random.default_rng([seed, 0x41])
   out = np.array(y, np.int32)
-  out[forget] = (y[forget] + rng.integers(1, NUM_CLASSES, len(forget))) % NUM_CLASSES
+  out[forget] = (y[forget] + rng.integers(1, num_classes, len(forget))) % num_classes
   return out
 
 
@@ -140,7 +157,8 @@ def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
   total = spe * t.epochs
   tx = train.sgd(train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones),
                  t.momentum, t.weight_decay, t.nesterov)
-  variables = train.init_variables(ctx.model(None), ctx.seed_for(name))
+  variables = train.init_variables(ctx.model(None), ctx.seed_for(name),
+                                   ctx.data.input_shape)
   state0 = train.create_state(variables["params"], variables["batch_stats"], tx)
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx)
   return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t)
@@ -166,7 +184,8 @@ def _tx(m: MethodCfg, total: int, spe: int):
 def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, loss_fn=train.ce_loss,
              label_key="y", reg_fn=None, mask=None, hp=None) -> Phase:
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
-  batches, spe = batching.epochs(indices, m.batch_size, ctx.cfg.seed,
+  bs = ctx.batch_for(m.batch_size, indices, f"--{name}_batch_size")
+  batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
                                  stream=zlib.crc32(name.encode()), augment=m.augment)
   total = spe * m.epochs
   tx = _tx(m, total, spe)
@@ -178,7 +197,7 @@ def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, loss_fn=train.ce_
                            reg_fn=reg_fn, grad_mask_key="mask" if mask is not None else None)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   hp = {"total_steps": float(total), **(hp or {})}
-  return run_phase(ctx, name, state0, step, batches, total, m.batch_size, m,
+  return run_phase(ctx, name, state0, step, batches, total, bs, m,
                    hp=hp, data=data)
 
 
@@ -252,16 +271,18 @@ def salun(ctx, orig, m):
 def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
             sweep_hp: dict | None = None) -> Phase:
   """sweep_hp {"alpha": [K], "p": [K]}: train K settings at once (sweep.py)."""
-  fb = m.forget_batch_size or m.batch_size
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
-  ctx.par.check_batch(fb, f"--{name} forget batch size")
+  ctx.par.check_batch(m.forget_batch_size or m.batch_size, f"--{name} forget batch size")
   s = ctx.split
+  rb = ctx.batch_for(m.batch_size, s.retain, f"--{name}_batch_size")
+  fb = ctx.batch_for(m.forget_batch_size or m.batch_size, s.forget,
+                     f"--{name} forget batch size")
   stream = zlib.crc32(name.encode())
   if primary == "forget":
-    batches, spe = batching.paired(s.forget, s.retain, fb, m.batch_size,
+    batches, spe = batching.paired(s.forget, s.retain, fb, rb,
                                    ctx.cfg.seed, ("forget", "retain"), stream, m.augment)
   else:
-    batches, spe = batching.paired(s.retain, s.forget, m.batch_size, fb,
+    batches, spe = batching.paired(s.retain, s.forget, rb, fb,
                                    ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
   tx = _tx(m, total, spe)
@@ -276,7 +297,7 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     recipe = {**dataclasses.asdict(m),
               "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}
   step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix))
-  return run_phase(ctx, name, state0, step, batches, total, m.batch_size + fb,
+  return run_phase(ctx, name, state0, step, batches, total, rb + fb,
                    recipe, hp=hp)
 
 

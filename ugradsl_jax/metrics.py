@@ -65,9 +65,10 @@ def mia_efficacy(conf_retain, conf_test, conf_forget) -> float:
 
 
 def outputs(model, variables, data, split, batch: int = 1000, par=None) -> dict:
-  """(correct, confidence) on forget, retain, val and test.
+  """(correct, confidence) on forget, retain, val and test, and on the held-out
+  images of what was forgotten (class / sub-class scenarios) when there are any.
 
-  The four sets go through as one stream, so only the last batch is padded
+  The sets go through as one stream, so only the last batch is padded
   (set by set, the quick preset's forget and retain sets padded 2,000 extra
   images onto its 22,000, 9% more work).
   """
@@ -75,6 +76,11 @@ def outputs(model, variables, data, split, batch: int = 1000, par=None) -> dict:
            "retain": (data.train_x, data.train_y, split.retain),
            "val": (data.train_x, data.train_y, split.val),
            "test": (data.test_x, data.test_y, split.test)}
+  held = {k: getattr(split, k, ()) for k in ("forgotten_test", "forgotten_val")}
+  if len(held["forgotten_test"]):
+    parts["forgotten_test"] = (data.test_x, data.test_y, held["forgotten_test"])
+  if len(held["forgotten_val"]):
+    parts["forgotten_val"] = (data.train_x, data.train_y, held["forgotten_val"])
   x = np.concatenate([xs[idx] for xs, _, idx in parts.values()])
   y = np.concatenate([ys[idx] for _, ys, idx in parts.values()])
   correct, conf = predict(model, variables, x, y, batch, par)
@@ -87,10 +93,18 @@ def scores(out: dict, holdout: str = "test") -> dict:
   """UA/RA/TA/MIA in percent. holdout="val" puts the validation split where
   the test set stands (TA -> val accuracy, MIA's non-members): what
   hyper-parameter selection must use, so the test set is never looked at.
+
+  With forgotten held-out images (class / sub-class scenarios) the dict also
+  has "forgotten_test_acc": accuracy on the test images of the forgotten
+  classes (holdout="val": on their validation images).
   """
   (c_f, p_f), (c_r, p_r), (c_t, p_t) = out["forget"], out["retain"], out[holdout]
-  return {"UA": 100.0 - 100.0 * float(c_f.mean()), "RA": 100.0 * float(c_r.mean()),
-          "TA": 100.0 * float(c_t.mean()), "MIA": mia_efficacy(p_r, p_t, p_f)}
+  res = {"UA": 100.0 - 100.0 * float(c_f.mean()), "RA": 100.0 * float(c_r.mean()),
+         "TA": 100.0 * float(c_t.mean()), "MIA": mia_efficacy(p_r, p_t, p_f)}
+  held = out.get(f"forgotten_{holdout}")
+  if held is not None and len(held[0]):
+    res["forgotten_test_acc"] = 100.0 * float(held[0].mean())
+  return res
 
 
 def avg_gap(m: dict, ref: dict) -> float:

@@ -1,4 +1,10 @@
-"""ResNet-18, CIFAR variant (3x3 stride-1 stem, no max-pool), Flax Linen."""
+"""Model registry: ResNet-18 (CIFAR variant), VGG-16-BN and a small ViT.
+
+Every model takes uint8 NHWC images of any spatial size (32x32 CIFAR, 64x64
+Tiny-ImageNet), normalises them inside with per-channel `mean`/`std` given in
+[0, 1] units, and returns float32 logits [B, num_classes]. Parameters are
+float32; `dtype` is the compute dtype. Build one with `build(name, ...)`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,37 @@ import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
+
+NAMES = ("resnet18", "vgg16", "vit")
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 # He init (fan-out), as torchvision's ResNets use for their convolutions.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
+
+class ModelError(ValueError):
+  """A bad model choice on the command line (unknown --model, bad size)."""
+
+
+def _normalise(x, mean, std, dtype):
+  """(x - mean*255) / (std*255) in float32, then cast to the compute dtype."""
+  mean = jnp.asarray(mean, jnp.float32) * 255.0
+  std = jnp.asarray(std, jnp.float32) * 255.0
+  return ((x.astype(jnp.float32) - mean) / std).astype(dtype)
+
+
+def _batch_norm(train: bool, axis_name: str | None, dtype):
+  """The BatchNorm every convolutional family uses."""
+  return functools.partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=0.9, epsilon=1e-5, dtype=dtype,
+                           axis_name=axis_name if train else None)
+
+
+# --------------------------------------------------------------------- ResNet
 
 class BasicBlock(nn.Module):
   features: int
@@ -35,21 +65,19 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """Takes uint8 NHWC images; normalisation lives inside the model."""
+  """CIFAR ResNet: 3x3 stride-1 stem, no max-pool, global average pool."""
   stage_sizes: Sequence[int]
   width: int = 64
   num_classes: int = 10
   axis_name: str | None = None  # BatchNorm statistics are pmean-ed over it
   dtype: Any = jnp.float32      # compute dtype; params stay float32
+  mean: Sequence[float] = CIFAR_MEAN
+  std: Sequence[float] = CIFAR_STD
 
   @nn.compact
   def __call__(self, x, train: bool):
-    mean = jnp.asarray(CIFAR_MEAN, jnp.float32) * 255.0
-    std = jnp.asarray(CIFAR_STD, jnp.float32) * 255.0
-    x = ((x.astype(jnp.float32) - mean) / std).astype(self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                             axis_name=self.axis_name if train else None)
+    x = _normalise(x, self.mean, self.std, self.dtype)
+    norm = _batch_norm(train, self.axis_name, self.dtype)
     x = nn.Conv(self.width, (3, 3), 1, padding=1, use_bias=False,
                 dtype=self.dtype, kernel_init=_CONV_INIT)(x)
     x = nn.relu(norm()(x))
@@ -66,9 +94,164 @@ ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2))
 ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), width=4)
 
 
-def build(arch: str, width: int, axis_name: str | None = None,
-          dtype: Any = jnp.float32) -> ResNet:
-  archs = {"resnet18": ResNet18, "tiny": ResNetTiny}
-  if arch not in archs:
-    raise ValueError(f"unknown arch {arch!r}; known: {sorted(archs)}")
-  return archs[arch](width=width, axis_name=axis_name, dtype=dtype)
+# ------------------------------------------------------------------------ VGG
+
+# VGG configuration "D" (13 convs) in units of width/64, "M" = 2x2 max-pool.
+# As in OPTML-Group's VGG (Unlearn-Sparse / Unlearn-Saliency, vgg16_bn) there
+# is no max-pool after the last three convs: at 32x32 the features end 2x2.
+VGG16_CFG = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8)
+# Test-only "vgg16" family member: two conv stages (width 4: 4, M, 8).
+VGG_TINY_CFG = (1, "M", 2)
+
+
+class VGG(nn.Module):
+  """VGG with BatchNorm: each conv 3x3 pad 1 (no bias) + BatchNorm + ReLU.
+
+  Head as OPTML's: Dense(4*width) ReLU Dense(4*width) ReLU Dense(classes)
+  (256 hidden units at width 64), Dense init N(0, 0.01), zero biases; convs
+  He fan-out. Difference from OPTML, which assumes 32x32 inputs: the features
+  end with a global average pool (512 inputs to the head at width 64) instead
+  of AdaptiveAvgPool2d((2, 2)) + flatten (2048 inputs), so any input size
+  works. `depth` is not a parameter; `cfg` fixes the layers.
+  """
+  cfg: Sequence[Any] = VGG16_CFG
+  width: int = 64
+  num_classes: int = 10
+  axis_name: str | None = None
+  dtype: Any = jnp.float32
+  mean: Sequence[float] = CIFAR_MEAN
+  std: Sequence[float] = CIFAR_STD
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = _normalise(x, self.mean, self.std, self.dtype)
+    norm = _batch_norm(train, self.axis_name, self.dtype)
+    for v in self.cfg:
+      if v == "M":
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      else:
+        x = nn.Conv(self.width * v, (3, 3), 1, padding=1, use_bias=False,
+                    dtype=self.dtype, kernel_init=_CONV_INIT)(x)
+        x = nn.relu(norm()(x))
+    x = jnp.mean(x, axis=(1, 2))
+    dense = functools.partial(nn.Dense, dtype=self.dtype,
+                              kernel_init=nn.initializers.normal(0.01))
+    x = nn.relu(dense(4 * self.width)(x))
+    x = nn.relu(dense(4 * self.width)(x))
+    return dense(self.num_classes)(x).astype(jnp.float32)
+
+
+# ------------------------------------------------------------------------ ViT
+
+_DENSE_INIT = nn.initializers.xavier_uniform()
+
+
+class EncoderBlock(nn.Module):
+  """Pre-LayerNorm transformer block: x + MHSA(LN(x)); x + MLP(LN(x))."""
+  heads: int
+  mlp_ratio: int = 4
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.heads, qkv_features=width, dtype=self.dtype,
+        kernel_init=_DENSE_INIT, deterministic=True)(y, y)
+    x = x + y
+    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
+    y = nn.Dense(self.mlp_ratio * width, dtype=self.dtype, kernel_init=_DENSE_INIT)(y)
+    y = nn.gelu(y)
+    y = nn.Dense(width, dtype=self.dtype, kernel_init=_DENSE_INIT)(y)
+    return x + y
+
+
+class ViT(nn.Module):
+  """Small Vision Transformer for 32x32 / 64x64 inputs.
+
+  Patch embedding (patch x patch conv, stride patch), a learned [CLS] token,
+  learned position embeddings sized at init from the input,
+  (H/patch)*(W/patch) + 1 (so a model initialised at 32x32 cannot be applied
+  to 64x64), `depth` pre-LN blocks (MHSA + GELU MLP, mlp ratio 4), final
+  LayerNorm, Dense head on the [CLS] token. `heads` None = max(1, width // 64).
+
+  No BatchNorm and no dropout: only a "params" collection exists, and the
+  model is deterministic, so `train` is accepted and ignored. The training
+  step's call `apply({"params": p, "batch_stats": {}}, x, train=True,
+  mutable=["batch_stats"])` works and returns (logits, {"batch_stats": {}});
+  without "batch_stats" in the variables it returns (logits, {}). Callers
+  should take `variables.get("batch_stats", {})` from init, which has no
+  such key. `axis_name` is accepted and unused.
+  """
+  width: int = 192
+  depth: int = 6
+  heads: int | None = None
+  patch: int = 4
+  mlp_ratio: int = 4
+  num_classes: int = 10
+  axis_name: str | None = None
+  dtype: Any = jnp.float32
+  mean: Sequence[float] = CIFAR_MEAN
+  std: Sequence[float] = CIFAR_STD
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    del train  # deterministic: no dropout, no batch statistics
+    heads = self.heads if self.heads is not None else max(1, self.width // 64)
+    if self.width % heads:
+      raise ModelError(f"--model vit: width {self.width} is not divisible by "
+                       f"{heads} heads")
+    x = _normalise(x, self.mean, self.std, self.dtype)
+    x = nn.Conv(self.width, (self.patch, self.patch), self.patch, padding="VALID",
+                dtype=self.dtype, name="patch_embed")(x)
+    b, h, w, c = x.shape
+    x = x.reshape(b, h * w, c)
+    cls = self.param("cls", nn.initializers.zeros, (1, 1, c), jnp.float32)
+    x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (b, 1, c)), x], axis=1)
+    pos = self.param("pos_embed", nn.initializers.normal(0.02), (1, h * w + 1, c),
+                     jnp.float32)
+    x = x + pos.astype(self.dtype)
+    for _ in range(self.depth):
+      x = EncoderBlock(heads, self.mlp_ratio, self.dtype)(x)
+    x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_DENSE_INIT,
+                    name="head")(x[:, 0]).astype(jnp.float32)
+
+
+# ------------------------------------------------------------------- registry
+
+def build(name: str, *, num_classes: int, mean: tuple, std: tuple,
+          width: int | None = None, depth: int | None = None, tiny: bool = False,
+          axis_name: str | None = None, dtype=jnp.float32) -> nn.Module:
+  """The model `name` (one of NAMES). width/depth None = the family default.
+
+  resnet18: width 64 (tiny: the two-stage ResNetTiny, width 4); depth ignored.
+  vgg16:    width 64 = standard channels (tiny: two conv stages, width 4);
+            depth ignored.
+  vit:      width (embedding dim) 192, depth 6, heads width // 64, patch 4
+            (tiny: width 16, depth 1, heads 2).
+  """
+  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+  common = dict(num_classes=num_classes, mean=mean, std=std, axis_name=axis_name,
+                dtype=dtype)
+  if name == "resnet18":
+    if tiny:
+      return ResNet(stage_sizes=(1, 1), width=4 if width is None else width, **common)
+    return ResNet(stage_sizes=(2, 2, 2, 2), width=64 if width is None else width,
+                  **common)
+  if name == "vgg16":
+    return VGG(cfg=VGG_TINY_CFG if tiny else VGG16_CFG,
+               width=(4 if tiny else 64) if width is None else width, **common)
+  if name == "vit":
+    if tiny:
+      return ViT(width=16 if width is None else width,
+                 depth=1 if depth is None else depth, heads=2, **common)
+    return ViT(width=192 if width is None else width,
+               depth=6 if depth is None else depth, **common)
+  raise ModelError(f"--model {name!r}: unknown; known: {', '.join(NAMES)}")
+
+
+def param_count(params) -> int:
+  """Number of scalars in a parameter tree (arrays or jax.ShapeDtypeStructs)."""
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))

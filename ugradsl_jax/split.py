@@ -1,11 +1,28 @@
-"""Seeded protocol split: validation hold-out, forget set, retain set (index arrays)."""
+"""Seeded protocol split for the three forgetting scenarios (METHOD.md s.3, s.6).
+
+  random    a seeded `forget_fraction` of the training set
+  class     every training image of `forget_classes`; the test set (TA, MIA
+            non-members) and the validation set leave those classes out, as
+            the OPTML data loaders do, and `forgotten_test` holds them
+  subclass  every training image of one fine class (CIFAR-100 trained on its
+            coarse labels); the fine class stays in the test set, and
+            `forgotten_test` names its test images
+
+The split works on *strata*: the fine class of each image (the only labels of
+CIFAR-10; CIFAR-100's 100 fine classes in the sub-class scenario). Which
+labels the model trains on is the caller's (Dataset.coarse()).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
+
+SCENARIOS = ("random", "class", "subclass")
+_EMPTY = np.zeros(0, np.int64)
 
 
 class SplitError(ValueError):
@@ -14,35 +31,58 @@ class SplitError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """Sorted int64 indices into the full training array."""
+  """Sorted int64 indices into the full training array (test: the test array)."""
   train: np.ndarray
   val: np.ndarray
   forget: np.ndarray
   retain: np.ndarray
-  test: np.ndarray  # indices into the test array (a subset in CPU presets)
+  test: np.ndarray  # a subset in CPU presets; class-wise: without the forgotten classes
+  # Held-out images of what was forgotten (class / subclass scenarios): their
+  # accuracy is reported apart (Retrain: ~0 class-wise).
+  # (default_factory: an ndarray default is refused by dataclasses.)
+  forgotten_test: np.ndarray = dataclasses.field(default_factory=_EMPTY.copy)
+  forgotten_val: np.ndarray = dataclasses.field(default_factory=_EMPTY.copy)
 
   def sizes(self) -> dict[str, int]:
-    return {k: int(len(v)) for k, v in dataclasses.asdict(self).items()}
+    out = {k: int(len(v)) for k, v in dataclasses.asdict(self).items()}
+    for k in ("forgotten_test", "forgotten_val"):
+      if not out[k]:
+        del out[k]  # random forgetting: the five sets only
+    return out
 
 
-def make_split(train_labels: np.ndarray, num_test: int, *, seed: int,
-               val_fraction: float = 0.1, forget_fraction: float | None = 0.1,
-               forget_class: int | None = None,
-               train_per_class: int | None = None,
-               test_size: int | None = None, test_labels=None) -> Split:
-  """Pure function of (labels, seed, spec): the same inputs give the same split.
+def make_split(strata: np.ndarray, num_test: int, *, seed: int,
+               scenario: str = "random", val_fraction: float = 0.1,
+               forget_fraction: float | None = 0.1, forget_classes=(),
+               train_per_class: int | None = None, test_size: int | None = None,
+               test_strata=None) -> Split:
+  """Pure function of (strata, seed, spec): the same inputs give the same split.
 
   Order of draws: optional stratified subset -> per-class validation hold-out
-  -> forget set (random `forget_fraction` of train, or all of `forget_class`).
+  -> forget set (random `forget_fraction` of train, or all of
+  `forget_classes`) -> stratified test subset. The random scenario draws
+  exactly as before the scenarios existed, so its splits are unchanged.
   """
-  labels = np.asarray(train_labels)
+  labels = np.asarray(strata)
   classes = np.unique(labels)
-  if forget_class is not None:
-    if forget_class not in classes:
-      raise SplitError(f"--forget_class {forget_class}: must be one of "
-                       f"{classes.min()}..{classes.max()}")
-  elif forget_fraction is None or not (0.0 < forget_fraction < 1.0):
-    raise SplitError(f"--forget_fraction {forget_fraction}: must be in (0, 1)")
+  if scenario not in SCENARIOS:
+    raise SplitError(f"--scenario {scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
+  forget_classes = tuple(int(c) for c in forget_classes)
+  flag = "--forget_subclass" if scenario == "subclass" else "--forget_class"
+  if scenario == "random":
+    if forget_classes:
+      raise SplitError("--forget_class needs --scenario class (random forgetting "
+                       "draws a fraction)")
+    if forget_fraction is None or not (0.0 < forget_fraction < 1.0):
+      raise SplitError(f"--forget_fraction {forget_fraction}: must be in (0, 1)")
+  else:
+    if not forget_classes:
+      raise SplitError(f"--scenario {scenario} needs {flag}")
+    for c in forget_classes:
+      if c not in classes:
+        raise SplitError(f"{flag} {c}: must be one of {classes.min()}..{classes.max()}")
+    if scenario == "subclass" and len(forget_classes) != 1:
+      raise SplitError("--forget_subclass: give one fine class")
   if not (0.0 <= val_fraction < 1.0):
     raise SplitError(f"val_fraction {val_fraction}: must be in [0, 1)")
   rng = np.random.default_rng([seed, 0x5EED])
@@ -62,13 +102,18 @@ def make_split(train_labels: np.ndarray, num_test: int, *, seed: int,
   train = np.sort(np.concatenate(train))
   val = np.sort(np.concatenate(val))
 
-  if forget_class is not None:
-    forget = train[labels[train] == forget_class]
-  else:
+  if scenario == "random":
     n_forget = int(math.floor(forget_fraction * len(train)))
     forget = np.sort(rng.choice(train, n_forget, replace=False)) if n_forget else train[:0]
+  else:
+    forget = train[np.isin(labels[train], forget_classes)]
+    for c in forget_classes:  # each one, not only all of them together
+      if not np.any(labels[forget] == c):
+        raise SplitError(f"the forget set is empty: {flag} {c} has no training images")
   if len(forget) == 0:
-    raise SplitError("the forget set is empty: raise --forget_fraction")
+    raise SplitError("the forget set is empty: raise --forget_fraction"
+                     if scenario == "random" else
+                     f"the forget set is empty: {flag} has no training images")
   if len(forget) == len(train):
     raise SplitError("the forget set is the whole training set: nothing to retain")
   retain = np.setdiff1d(train, forget, assume_unique=True)
@@ -78,23 +123,37 @@ def make_split(train_labels: np.ndarray, num_test: int, *, seed: int,
   else:
     # Stratified when labels are given, so a small test subset stays balanced.
     trng = np.random.default_rng([seed, 0x7E57])
-    if test_labels is None:
+    if test_strata is None:
       test = np.sort(trng.choice(num_test, test_size, replace=False))
     else:
-      tl = np.asarray(test_labels)
+      tl = np.asarray(test_strata)
       per = test_size // len(classes)
       test = np.sort(np.concatenate(
           [trng.permutation(np.flatnonzero(tl == c))[:per] for c in classes]))
-  return Split(train=train.astype(np.int64), val=val.astype(np.int64),
-               forget=forget.astype(np.int64), retain=retain.astype(np.int64),
-               test=test.astype(np.int64))
+
+  forgotten_test = forgotten_val = _EMPTY
+  if scenario != "random":
+    if test_strata is None:
+      raise SplitError(f"--scenario {scenario} needs the test set's labels")
+    hit_test = np.isin(np.asarray(test_strata)[test], forget_classes)
+    hit_val = np.isin(labels[val], forget_classes)
+    forgotten_test, forgotten_val = test[hit_test], val[hit_val]
+    if scenario == "class":  # what Retrain never saw leaves TA and MIA
+      test, val = test[~hit_test], val[~hit_val]
+  i64 = lambda a: np.asarray(a, np.int64)  # noqa: E731
+  return Split(train=i64(train), val=i64(val), forget=i64(forget), retain=i64(retain),
+               test=i64(test), forgotten_test=i64(forgotten_test),
+               forgotten_val=i64(forgotten_val))
 
 
 def fingerprint(split: Split) -> str:
   """Short content hash, stored with checkpoints to catch a changed split."""
-  import hashlib
   h = hashlib.sha256()
   for name in ("train", "val", "forget", "retain", "test"):
     h.update(name.encode())
     h.update(np.ascontiguousarray(getattr(split, name), np.int64).tobytes())
+  for name in ("forgotten_test", "forgotten_val"):  # absent in random forgetting
+    if len(getattr(split, name)):
+      h.update(name.encode())
+      h.update(np.ascontiguousarray(getattr(split, name), np.int64).tobytes())
   return h.hexdigest()[:16]

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ugradsl_jax.checkpoint import write_json
+from .checkpoint import write_json
 
 COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
         ("avg_gap", "Avg. Gap"), ("rte_s", "RTE (s)"), ("compile_s", "compile (s)"))
+# Class-wise and sub-class forgetting add the forgotten classes' test accuracy.
+FORGOTTEN = ("forgotten_test_acc", "forgotten TA")
+SCENARIO_TITLE = {"random": "random forgetting", "class": "class-wise forgetting",
+                  "subclass": "sub-class forgetting"}
 PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
           "l1_sparse": "l1-sparse", "salun": "SalUn", "neggrad_plus": "NegGrad+",
           "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+"}
@@ -39,23 +43,40 @@ def _fmt(v, std=None):
   return f"{v:.2f}" if std is None else f"{v:.2f} ± {std:.2f}"
 
 
+def _cols(methods: dict) -> tuple:
+  if any(FORGOTTEN[0] in r for r in methods.values()):
+    return COLS[:4] + (FORGOTTEN,) + COLS[4:]
+  return COLS
+
+
 def table(methods: dict, stds: dict | None = None) -> str:
-  head = "| Method | " + " | ".join(c for _, c in COLS) + " |"
-  lines = [head, "|" + "---|" * (len(COLS) + 1)]
+  cols = _cols(methods)
+  head = "| Method | " + " | ".join(c for _, c in cols) + " |"
+  lines = [head, "|" + "---|" * (len(cols) + 1)]
   for name, r in methods.items():
     label = PRETTY.get(name, name)
     if r.get("diverged"):
       label += f" (diverged at step {r.get('diverged_step')})"
     elif r.get("n_diverged"):
       label += f" ({r['n_diverged']} seed(s) diverged)"
-    cells = [_fmt(r.get(k), (stds or {}).get(name, {}).get(k)) for k, _ in COLS]
+    cells = [_fmt(r.get(k), (stds or {}).get(name, {}).get(k)) for k, _ in cols]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
+def title(res: dict) -> str:
+  """Data set, scenario, model and preset, for tables and figures."""
+  scen = SCENARIO_TITLE.get(res.get("scenario", "random"), res.get("scenario"))
+  what = res.get("forgotten")
+  return (f"{res.get('dataset', '?')}, {scen}{f' ({what})' if what else ''}, "
+          f"{res.get('model', '?')}, preset {res['preset']}")
+
+
 def markdown(res: dict) -> str:
   seeds = res.get("seeds", [res.get("seed")])
-  parts = [f"# {res['dataset']}, random forgetting, preset `{res['preset']}`", "",
+  parts = [f"# {title(res)}", "",
+           f"Data: {res.get('source', '?')}; the model has {res.get('num_classes', '?')} "
+           "output classes.", "",
            f"Seed(s): {', '.join(map(str, seeds))}. Machine: {res.get('machine', '?')}. "
            f"Date: {res.get('date', '?')}. Split sizes: {res.get('split_sizes')}.", ""]
   if "stds" in res:
@@ -64,11 +85,21 @@ def markdown(res: dict) -> str:
   parts.append(table(res["methods"], res.get("stds")))
   if "original" in res:
     o = res["original"]
+    held = (f", forgotten TA {_fmt(o['forgotten_test_acc'])}"
+            if "forgotten_test_acc" in o else "")
     parts += ["", f"Original model (before unlearning): UA {_fmt(o['UA'])}, "
-              f"MIA {_fmt(o['MIA'])}, RA {_fmt(o['RA'])}, TA {_fmt(o['TA'])}."]
+              f"MIA {_fmt(o['MIA'])}, RA {_fmt(o['RA'])}, TA {_fmt(o['TA'])}{held}."]
   parts += ["", "UA = 100 - forget accuracy; MIA = MIA-Efficacy; RA/TA = retain/test "
             "accuracy (%). RTE = unlearning wall-clock without evaluation or "
-            "compilation; compile is reported apart.", "",
+            "compilation; compile is reported apart."]
+  if res.get("scenario") == "class":
+    parts.append("Class-wise: the test set (TA, MIA non-members) leaves the forgotten "
+                 "classes out; forgotten TA is the accuracy on their test images.")
+  elif res.get("scenario") == "subclass":
+    parts.append("Sub-class: labels are the 20 superclasses; forgotten TA is the "
+                 "superclass accuracy on the forgotten fine class's test images "
+                 "(they stay in the test set).")
+  parts += ["",
             "## Config", "", "```json", json.dumps(res.get("config"), indent=1,
                                                    sort_keys=True), "```", ""]
   return "\n".join(parts)
@@ -96,7 +127,7 @@ def plot(res: dict, path: Path) -> None:
     ax.set_xlim(0, 100)
   axes[0].set_yticks(range(len(names)), [PRETTY.get(n, n) for n in names])
   axes[0].invert_yaxis()
-  fig.suptitle(f"{res['dataset']} - preset {res['preset']} - seed(s) "
+  fig.suptitle(f"{title(res)} - seed(s) "
                f"{res.get('seeds', [res.get('seed')])} - dashed line: Retrain "
                "(closer is better)", fontsize=10)
   fig.tight_layout()
@@ -119,7 +150,7 @@ def aggregate(runs: list[dict]) -> dict:
   for name in first["methods"]:
     rows = [r["methods"][name] for r in runs if name in r["methods"]]
     methods[name], stds[name] = {}, {}
-    for k, _ in COLS:
+    for k, _ in COLS + (FORGOTTEN,):
       vals = np.array([row[k] for row in rows if row.get(k) is not None], float)
       if len(vals):
         methods[name][k] = float(vals.mean())

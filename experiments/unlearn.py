@@ -1,0 +1,222 @@
+"""Any cell of the grid, end to end: flags -> Config -> protocol.run -> table.
+
+  python -m experiments.unlearn --dataset cifar100 --scenario subclass \\
+      --forget_subclass rocket --model resnet18 --preset quick \\
+      --data_dir path/to/cifar100 --workdir runs/c100_rocket
+
+split -> original model -> Retrain -> each method -> evaluation -> table.
+Every phase checkpoints into --workdir and is reused or resumed on rerun.
+--scenario defaults to what the forget flags say: --forget_class -> class,
+--forget_subclass -> subclass, else random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+from ugradsl_jax import host_devices
+
+# Before JAX starts: split the CPU into host devices (the quick preset runs
+# data-parallel over them; host_devices.py says why). This module is an
+# entry point; no library module touches XLA_FLAGS.
+try:
+  host_devices.request()
+  HOST_DEVICES_ERROR = None
+except ValueError as _e:
+  HOST_DEVICES_ERROR = str(_e)
+
+from ugradsl_jax import configs, datasets, mixing, protocol, report  # noqa: E402
+
+USER_ERRORS = protocol.USER_ERRORS
+
+
+class UsageError(ValueError):
+  pass
+
+
+class Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, no usage dump
+    raise UsageError(message)
+
+
+def _float(s: str) -> float:
+  try:
+    return float(s)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+
+
+def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
+           doc: str = __doc__) -> argparse.ArgumentParser:
+  p = Parser(prog=prog, description=doc,
+             formatter_class=argparse.RawDescriptionHelpFormatter)
+  if grid_flags:
+    p.add_argument("--dataset", default="cifar10", help=", ".join(datasets.NAMES))
+    p.add_argument("--model", default="resnet18", help=", ".join(configs.MODELS))
+    p.add_argument("--scenario", default=None,
+                   help="random | class | subclass (default: from the forget flags)")
+    p.add_argument("--forget_subclass", default=None,
+                   help="subclass: a CIFAR-100 fine class, e.g. rocket")
+    p.add_argument("--depth", type=int, default=None, help="ViT blocks")
+  p.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+  p.add_argument("--data_dir", default=None,
+                 help=f"image folder, .tar.gz of one, or TFDS data dir "
+                      f"(default ${datasets.DATA_ENV}, else tfds download)")
+  p.add_argument("--workdir", default=None, help="default runs/<preset>")
+  p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--seeds", default=None, help="comma list, e.g. 1,2,3: mean +- std table")
+  p.add_argument("--methods", default="all",
+                 help=f"comma list of {','.join(configs.METHODS)} (retrain is always run)")
+  p.add_argument("--forget_fraction", type=_float, default=None)
+  p.add_argument("--forget_class", default=None,
+                 help="class-wise forgetting: a class label or a comma list, e.g. 3,5")
+  p.add_argument("--parallel", default=None,
+                 help="pmap | shard_map | none (default: the preset's; quick: shard_map)")
+  p.add_argument("--num_devices", type=int, default=None,
+                 help="devices for pmap / shard_map (default all local devices)")
+  p.add_argument("--width", type=int, default=None)
+  p.add_argument("--pretrain_epochs", type=int, default=None)
+  p.add_argument("--pretrain_lr", type=_float, default=None)
+  p.add_argument("--pretrain_batch_size", type=int, default=None)
+  p.add_argument("--sweep_alpha", default=None,
+                 help="comma list, e.g. -2,-1,-0.5,-0.2: UGradSL/UGradSL+ train all "
+                      "at once (vmap) and keep the best by validation Avg. Gap")
+  p.add_argument("--sweep_p", default=None, help="comma list of p, crossed with --sweep_alpha")
+  p.add_argument("--no_progress", action="store_true")
+  g = p.add_argument_group("per-method overrides (e.g. --ugradsl_alpha -0.5)")
+  for name in configs.METHODS[1:]:
+    for field, typ in configs.METHOD_FIELDS.items():
+      g.add_argument(f"--{name}_{field}", type=_float if typ is float else typ,
+                     default=None, help=argparse.SUPPRESS)
+  return p
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+  """`--sweep_alpha -2,-1` -> `--sweep_alpha=-2,-1`: argparse would take a
+  value that starts with '-' and is not a plain number for an option."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if a.startswith("--") and "=" not in a and i + 1 < len(argv) and \
+        re.match(r"^-[0-9.]", argv[i + 1]):
+      out.append(f"{a}={argv[i + 1]}")
+      i += 2
+    else:
+      out.append(a)
+      i += 1
+  return out
+
+
+def _int_list(flag: str, s: str) -> tuple:
+  try:
+    return tuple(int(x) for x in s.split(","))
+  except ValueError:
+    raise UsageError(f"{flag} {s!r}: expected an integer or a comma list of them") from None
+
+
+def _get(a, flag):
+  return getattr(a, flag, None)  # entry points without a flag leave it at None
+
+
+def scenario_of(a) -> str:
+  """The scenario named, or the one the forget flags imply."""
+  implied = ("class" if _get(a, "forget_class") is not None else
+             "subclass" if _get(a, "forget_subclass") is not None else "random")
+  scenario = _get(a, "scenario") or implied
+  if _get(a, "forget_fraction") is not None and _get(a, "forget_class") is not None:
+    raise UsageError("--forget_fraction and --forget_class exclude each other")
+  if scenario != "random" and _get(a, "forget_fraction") is not None:
+    raise UsageError(f"--forget_fraction belongs to --scenario random, not {scenario}")
+  if scenario != implied and implied != "random":
+    flag = "--forget_class" if implied == "class" else "--forget_subclass"
+    raise UsageError(f"{flag} belongs to --scenario {implied}, not {scenario}")
+  return scenario
+
+
+def config_from_args(a, dataset: str | None = None) -> configs.Config:
+  """Flags -> the preset's config of the cell, with the overrides applied."""
+  cfg = configs.get(a.preset, dataset or _get(a, "dataset") or "cifar10",
+                    scenario_of(a), _get(a, "model") or "resnet18")
+  over = {"seed": _get(a, "seed") if _get(a, "seed") is not None else cfg.seed}
+  if _get(a, "forget_class") is not None:
+    over["forget_classes"] = _int_list("--forget_class", a.forget_class)
+  for flag in ("forget_subclass", "forget_fraction", "width", "depth", "parallel",
+               "num_devices"):
+    if _get(a, flag) is not None:
+      over[flag] = _get(a, flag)
+  for flag in ("sweep_alpha", "sweep_p"):
+    if _get(a, flag):
+      try:
+        over[flag] = tuple(float(x) for x in getattr(a, flag).split(","))
+      except ValueError:
+        raise UsageError(f"--{flag} {getattr(a, flag)!r}: expected a comma list "
+                         "of numbers") from None
+  pre = {k: _get(a, f"pretrain_{k}") for k in ("epochs", "lr", "batch_size")
+         if _get(a, f"pretrain_{k}") is not None}
+  cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, **pre), **over)
+  for name in configs.METHODS[1:]:
+    changes = {f: _get(a, f"{name}_{f}") for f in configs.METHOD_FIELDS
+               if _get(a, f"{name}_{f}") is not None}
+    if changes:
+      cfg = configs.with_method(cfg, name, **changes)
+  configs.validate(cfg)
+  for name, m in cfg.methods.items():
+    if m is not None and m.mix not in mixing.RULES:
+      raise configs.ConfigError(f"--{name}_mix {m.mix!r}: known rules "
+                                f"{', '.join(mixing.RULES)}")
+  return cfg
+
+
+def parse_methods(s: str) -> list[str]:
+  names = list(configs.METHODS) if s == "all" else [x.strip() for x in s.split(",") if x.strip()]
+  return protocol.check_methods(names)
+
+
+def parse_seeds(a) -> list[int]:
+  if not a.seeds:
+    return [a.seed]
+  try:
+    return [int(s) for s in a.seeds.split(",")]
+  except ValueError:
+    raise UsageError(f"--seeds {a.seeds!r}: expected a comma list of integers") from None
+
+
+def main(argv=None, *, prog: str = "python -m experiments.unlearn",
+         dataset: str | None = None, doc: str = __doc__) -> int:
+  """`dataset` fixes the data set and hides the grid flags (the CIFAR-10 entry)."""
+  try:
+    if HOST_DEVICES_ERROR:
+      raise UsageError(HOST_DEVICES_ERROR)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a = parser(prog, grid_flags=dataset is None, doc=doc).parse_args(
+        join_negative_values(argv))
+    cfg = config_from_args(a, dataset)
+    names = parse_methods(a.methods)
+    seeds = parse_seeds(a)
+    workdir = Path(a.workdir or f"runs/{cfg.preset}")
+    data = datasets.load(cfg.dataset, a.data_dir)
+
+    def show(res):
+      print(f"\n## seed {res['seed']}\n\n" + report.table(res["methods"]), flush=True)
+
+    final = protocol.run(cfg, data, workdir, names, seeds, progress=not a.no_progress,
+                         on_seed=show)
+    if len(seeds) > 1:
+      print("\n## mean ± std over seeds " + ",".join(map(str, seeds)) + "\n\n" +
+            report.table(final["methods"], final["stds"]))
+    print(f"\nwrote {workdir}/results.json, results.md, results.png")
+    return 0
+  except (UsageError, *USER_ERRORS) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

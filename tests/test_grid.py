@@ -1,0 +1,182 @@
+"""The grid through the protocol (smoke preset): every scenario through every
+method, the other models, Tiny-ImageNet's 64x64 images, and the command line's
+answers to a cell that does not exist."""
+
+import dataclasses
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ugradsl_jax import configs, datasets, protocol
+
+ALL = list(configs.METHODS)
+
+
+def _png(rng, size):
+  b = io.BytesIO()
+  Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(b, "PNG")
+  return b.getvalue()
+
+
+@pytest.fixture(scope="module")
+def c100_tar(tmp_path_factory):
+  """CIFAR-100 image-folder archive: real fine class names, random pixels,
+  10 training and 2 test images a class."""
+  rng = np.random.default_rng(0)
+  path = tmp_path_factory.mktemp("c100") / "cifar100.tar.gz"
+  with tarfile.open(path, "w:gz") as tf:
+    for split, n in (("train", 10), ("test", 2)):
+      for c in datasets.CIFAR100_FINE:
+        for i in range(n):
+          raw = _png(rng, 32)
+          ti = tarfile.TarInfo(f"{split}/{c}/{i:04d}.png")
+          ti.size = len(raw)
+          tf.addfile(ti, io.BytesIO(raw))
+  return path
+
+
+@pytest.fixture(scope="module")
+def c100(c100_tar, tmp_path_factory, monkeypatch_module):
+  monkeypatch_module.setenv(datasets.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+  return datasets.load("cifar100", str(c100_tar))
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+  mp = pytest.MonkeyPatch()
+  yield mp
+  mp.undo()
+
+
+def _run(cfg, data, wd, names=ALL):
+  return protocol.run_seed(cfg, data, wd, names, progress=False)
+
+
+def test_class_wise_every_method(cifar, tmp_path):
+  cfg = configs.get("smoke", "cifar10", "class")
+  cfg = dataclasses.replace(cfg, forget_classes=(3,))
+  res = _run(cfg, cifar, tmp_path)
+  assert list(res["methods"]) == ALL
+  assert (res["scenario"], res["num_classes"], res["forgotten"]) == ("class", 10, "class 3 (cat)")
+  ctx = protocol.context(cfg, cifar, None)
+  s = ctx.split
+  # The forget set is the whole class; the test set leaves it out and the
+  # forgotten test images are exactly that class's share of the test subset.
+  assert set(cifar.train_y[s.forget]) == {3} and 3 not in set(cifar.train_y[s.retain])
+  assert 3 not in set(cifar.test_y[s.test]) and set(cifar.test_y[s.forgotten_test]) == {3}
+  assert res["split_sizes"]["test"] == 90 and res["split_sizes"]["forgotten_test"] == 10
+  for name, r in res["methods"].items():
+    assert 0.0 <= r["forgotten_test_acc"] <= 100.0, name
+    assert "forgotten_test_acc" in r["val"]
+  # Retrain never saw the class: a tiny model never predicts it.
+  assert res["methods"]["retrain"]["UA"] == 100.0
+  assert res["methods"]["retrain"]["forgotten_test_acc"] == 0.0
+  md = (tmp_path / "results.md").read_text()
+  assert "class-wise forgetting (class 3 (cat))" in md and "forgotten TA" in md
+
+
+def test_subclass_every_method(c100, tmp_path):
+  cfg = configs.get("smoke", "cifar100", "subclass")
+  cfg = dataclasses.replace(cfg, forget_subclass="rocket")
+  res = _run(cfg, c100, tmp_path)
+  assert list(res["methods"]) == ALL
+  assert res["num_classes"] == 20 and res["scenario"] == "subclass"
+  split, view = protocol.labelled(cfg, c100)
+  rocket = datasets.CIFAR100_FINE.index("rocket")
+  # Forget = exactly rocket's training images (9: one of 10 went to
+  # validation); labels are the superclasses, rocket's is vehicles_2 (19).
+  np.testing.assert_array_equal(
+      split.forget, np.intersect1d(split.train, np.flatnonzero(c100.train_y == rocket)))
+  assert len(split.forget) == 9 and set(view.train_y[split.forget]) == {19}
+  assert view.num_classes == 20 and view.train_y.max() == 19
+  # The fine class stays in the test set; its images are reported apart.
+  assert set(split.forgotten_test) <= set(split.test)
+  assert set(c100.test_y[split.forgotten_test]) == {rocket} and len(split.forgotten_test) == 2
+  assert all("forgotten_test_acc" in r for r in res["methods"].values())
+
+
+def test_subclass_needs_coarse_labels_and_a_real_fine_class(cifar, c100):
+  cfg = dataclasses.replace(configs.get("smoke", "cifar10", "subclass"),
+                                    forget_subclass="cat")
+  with pytest.raises(configs.ConfigError, match="needs a data set with coarse labels"):
+    protocol.labelled(cfg, cifar)
+  cfg = dataclasses.replace(configs.get("smoke", "cifar100", "subclass"),
+                                    forget_subclass="rockett")
+  with pytest.raises(configs.ConfigError, match="--forget_subclass 'rockett'"):
+    protocol.labelled(cfg, c100)
+
+
+@pytest.mark.parametrize("model", ["vgg16", "vit"])
+def test_other_models_through_the_protocol(model, cifar, tmp_path):
+  cfg = configs.get("smoke", "cifar10", "random", model)
+  names = ["retrain", "salun", "ugradsl"]
+  res = _run(cfg, cifar, tmp_path, names)
+  assert res["model"] == model and list(res["methods"]) == names
+  for r in res["methods"].values():
+    assert all(np.isfinite(r[k]) for k in ("UA", "MIA", "RA", "TA"))
+  # A rerun restores every phase from its checkpoints (ViT's are without
+  # BatchNorm statistics) and gives the same numbers.
+  again = _run(cfg, cifar, tmp_path, names)
+  for n in names:
+    for k in ("UA", "MIA", "RA", "TA"):
+      assert again["methods"][n][k] == res["methods"][n][k]
+
+
+def _jpeg(rng, size=64):
+  b = io.BytesIO()
+  Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(b, "JPEG")
+  return b.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_imagenet(tmp_path_factory):
+  """tiny-imagenet-200/ in its distributed layout: 200 wnids, 10 training
+  images and 2 val images a class (random pixels)."""
+  rng = np.random.default_rng(1)
+  root = tmp_path_factory.mktemp("tin") / "tiny-imagenet-200"
+  wnids = [f"n{10000000 + i:08d}" for i in range(200)]
+  (root / "val" / "images").mkdir(parents=True)
+  (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+  (root / "words.txt").write_text("".join(f"{w}\tthing {i}\n" for i, w in enumerate(wnids)))
+  ann = []
+  for i, w in enumerate(wnids):
+    d = root / "train" / w / "images"
+    d.mkdir(parents=True)
+    for k in range(10):
+      (d / f"{w}_{k}.JPEG").write_bytes(_jpeg(rng))
+    for k in range(2):
+      name = f"val_{2 * i + k}.JPEG"
+      (root / "val" / "images" / name).write_bytes(_jpeg(rng))
+      ann.append(f"{name}\t{w}\t0\t0\t63\t63\n")
+  (root / "val" / "val_annotations.txt").write_text("".join(ann))
+  return root
+
+
+def test_tiny_imagenet_random_forgetting(tiny_imagenet, tmp_path):
+  data = datasets.load("tiny_imagenet", str(tiny_imagenet))
+  assert data.input_shape == (64, 64, 3) and data.num_classes == 200
+  cfg = configs.get("smoke", "tiny_imagenet", "random", "resnet18")
+  cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, epochs=1))
+  res = _run(cfg, data, tmp_path, ["retrain", "ugradsl"])
+  assert res["num_classes"] == 200 and res["split_sizes"]["test"] == 400
+  assert all(np.isfinite(r["TA"]) for r in res["methods"].values())
+
+
+def test_quick_preset_sizes_the_cells():
+  """CIFAR-10 keeps the measured quick preset; other data sets get as many
+  images spread over their classes; class-wise drops the forget fraction."""
+  c10 = configs.get("quick")
+  assert (c10.train_per_class, c10.test_size, c10.width, c10.model) == (2000, 2000, 8, "resnet18")
+  c100 = configs.get("quick", "cifar100", "subclass")
+  assert (c100.train_per_class, c100.test_size) == (200, 2000)
+  tin = configs.get("quick", "tiny_imagenet")
+  assert (tin.train_per_class, tin.test_size) == (100, 2000)
+  assert configs.get("quick", "cifar10", "class").forget_fraction is None
+  assert configs.get("paper", "cifar10", "random", "vit").width == 192
+  for bad, flag in ((("quick", "imagenet"), "--dataset"), (("quick", "cifar10", "groups"), "--scenario"),
+                    (("quick", "cifar10", "random", "alexnet"), "--model")):
+    with pytest.raises(configs.ConfigError, match=flag):
+      configs.get(*bad)

@@ -1,0 +1,306 @@
+"""The protocol, end to end, for any cell of the grid:
+
+  split -> original model -> Retrain -> each method -> scores -> results dict
+
+  run_seed(cfg, data, workdir, names)       one seed; writes results.json/.md/.png
+  run(cfg, data, workdir, names, seeds)     several seeds and their mean +- std
+  tune(cfg, data, workdir, method, grid, seeds)
+                                            choose a method's values on validation
+
+`data` is the Dataset as loaded (datasets.load); the scenario decides which
+labels the model trains on (the sub-class scenario: CIFAR-100's coarse ones)
+and which images are forgotten. Every phase checkpoints into its directory
+under `workdir` and is reused or resumed on rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import checkpoint, configs, datasets, metrics, parallel, report, split as split_lib
+from . import methods as M
+
+USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
+               checkpoint.CheckpointError, parallel.ParallelError)
+
+
+def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
+  """(the split, the data set labelled as the model is trained).
+
+  Strata are the fine classes; the sub-class scenario trains on coarse labels
+  and forgets one fine class, given by name (or by its index).
+  """
+  if data.name != cfg.dataset:
+    raise configs.ConfigError(f"--dataset {cfg.dataset}: the data given are {data.name}")
+  view, forget = data, tuple(cfg.forget_classes)
+  if cfg.scenario == "subclass":
+    if data.train_coarse is None:
+      raise configs.ConfigError(
+          f"--scenario subclass needs a data set with coarse labels (cifar100); "
+          f"--dataset {cfg.dataset} has none")
+    if cfg.forget_subclass is None:
+      raise configs.ConfigError("--scenario subclass needs --forget_subclass (a fine "
+                                "class name, e.g. rocket)")
+    names = list(data.class_names)
+    sub = cfg.forget_subclass
+    if sub in names:
+      forget = (names.index(sub),)
+    elif sub.isdigit() and int(sub) < len(names):
+      forget = (int(sub),)
+    else:
+      raise configs.ConfigError(f"--forget_subclass {sub!r}: not a fine class of "
+                                f"{cfg.dataset} (e.g. {', '.join(names[:3])}, ...)")
+    view = data.coarse()
+  elif cfg.scenario == "class" and cfg.forget_subclass is not None:
+    raise configs.ConfigError("--forget_subclass belongs to --scenario subclass")
+  elif cfg.scenario == "random" and (cfg.forget_classes or cfg.forget_subclass):
+    raise configs.ConfigError("--scenario random forgets a fraction; --forget_class "
+                              "and --forget_subclass need --scenario class / subclass")
+  split = split_lib.make_split(
+      data.train_y, len(data.test_y), seed=cfg.seed, scenario=cfg.scenario,
+      val_fraction=cfg.val_fraction, forget_fraction=cfg.forget_fraction,
+      forget_classes=forget, train_per_class=cfg.train_per_class,
+      test_size=cfg.test_size, test_strata=data.test_y)
+  return split, view
+
+
+def context(cfg: configs.Config, data: datasets.Dataset, workdir: Path | None,
+            progress: bool = True) -> M.Context:
+  """The split, labels, parallel mode and workdir one seed's phases share."""
+  split, view = labelled(cfg, data)
+  par = parallel.make(cfg.parallel, cfg.num_devices)
+  return M.Context(cfg=cfg, data=view, split=split, par=par,
+                   workdir=None if workdir is None else Path(workdir),
+                   progress=progress)
+
+
+def scores(ctx: M.Context, phase: M.Phase) -> dict:
+  """Test-set and validation-set scores of a phase's model."""
+  model = ctx.model(None)
+  variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
+  out = metrics.outputs(model, variables, ctx.data, ctx.split, ctx.cfg.eval_batch,
+                        ctx.par)
+  return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
+
+
+def evaluated(ctx: M.Context, name: str, phase: M.Phase, member: int | None = None) -> dict:
+  """Scores of a finished phase, cached beside its checkpoints."""
+  if ctx.workdir is None:
+    return scores(ctx, phase)
+  path = ctx.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
+  if path.exists():
+    cached = checkpoint.read_json(path)
+    if cached.get("meta") == checkpoint.canonical(ctx.meta(name, None)) and \
+        cached.get("step") == int(phase.state.step):
+      return cached["scores"]
+  s = scores(ctx, phase)
+  M.train.maybe_kill("eval", name)  # test hook: a kill between scoring and saving
+  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step),
+                               "meta": ctx.meta(name, None)})
+  return s
+
+
+def preflight(ctx: M.Context, names: list[str]) -> None:
+  """Refuse a mismatched workdir, or a batch the devices cannot split,
+  before anything is trained or written."""
+  cfg = ctx.cfg
+  ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
+  for n in names:
+    if cfg.methods.get(n) is not None:
+      ctx.par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
+  if ctx.workdir is None:
+    return
+  for name in ["original"] + names:
+    d = ctx.workdir / name
+    if d.exists():
+      recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
+      checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
+
+
+def _row(phase: M.Phase, sc: dict, hparams) -> dict:
+  o = phase.outcome
+  return {**sc["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+          "diverged": o["diverged"], "diverged_step": o["diverged_step"],
+          "resumed_from_step": o.get("resumed_from_step"),
+          "hparams": hparams, "val": sc["val"]}
+
+
+def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dict:
+  """Train the sweep at once, score each member, keep the best on validation."""
+  grid = M.sweep.grid(ctx.cfg.sweep_alpha, ctx.cfg.sweep_p, m.alpha, m.p)
+  phase = M.ugradsl_sweep(ctx, orig, m, name, grid)
+  k = len(grid["alpha"])
+  members = M.sweep.unstack(phase.state, k)
+  trials = []
+  for i, st in enumerate(members):
+    sc = evaluated(ctx, f"{name}_sweep", M.Phase(st, phase.outcome), member=i)
+    bad = bool(phase.outcome["nonfinite"][i])
+    trials.append({"alpha": float(grid["alpha"][i]), "p": float(grid["p"][i]),
+                   "diverged": bad, "val_avg_gap": metrics.avg_gap(sc["val"], ref_val),
+                   "val": sc["val"], "test": sc["test"]})
+  ok = [t for t in trials if not t["diverged"]] or trials
+  best = min(ok, key=lambda t: t["val_avg_gap"])
+  o = phase.outcome
+  return {**best["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+          "diverged": best["diverged"], "diverged_step": None,
+          "resumed_from_step": o.get("resumed_from_step"),
+          "hparams": {**dataclasses.asdict(m), "alpha": best["alpha"], "p": best["p"]},
+          "val": best["val"],
+          "sweep": [{k2: t[k2] for k2 in ("alpha", "p", "diverged", "val_avg_gap")}
+                    for t in trials],
+          "note": f"best of a {k}-setting vmapped sweep by validation Avg. Gap; "
+                  "RTE is for all settings together"}
+
+
+def check_methods(names: list[str]) -> list[str]:
+  """Known names, Retrain first (Avg. Gap needs it)."""
+  unknown = [n for n in names if n not in configs.METHODS]
+  if unknown or not names:
+    raise configs.ConfigError(f"--methods: unknown {', '.join(unknown) or '(empty)'}; "
+                              f"known: {', '.join(configs.METHODS)}")
+  return ["retrain"] + [n for n in names if n != "retrain"]
+
+
+def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
+             names: list[str], progress: bool = True) -> dict:
+  """One seed of the protocol. Returns (and writes) the results dict."""
+  t_start = time.perf_counter()
+  names = check_methods(names)
+  workdir = Path(workdir)
+  ctx = context(cfg, data, workdir, progress)
+  split = ctx.split
+  preflight(ctx, names)
+  checkpoint.write_json(workdir / "config.json",
+                        {"config": cfg.to_dict(), "data": data.source,
+                         "split_sizes": split.sizes()})
+
+  orig = M.original(ctx)
+  rows = {}
+  for name in names:
+    m = cfg.methods[name]
+    if (cfg.sweep_alpha or cfg.sweep_p) and name in ("ugradsl", "ugradsl_plus"):
+      rows[name] = sweep_row(ctx, name, m, orig, rows["retrain"]["val"])
+      continue
+    phase = M.REGISTRY[name](ctx, orig, m)
+    rows[name] = _row(phase, evaluated(ctx, name, phase),
+                      dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain))
+  ref, ref_val = rows["retrain"], rows["retrain"]["val"]
+  for name, r in rows.items():
+    r["avg_gap"] = metrics.avg_gap(r, ref)
+    r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
+  o_scores = evaluated(ctx, "original", orig)
+  res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
+         "num_classes": ctx.data.num_classes, "forgotten": forgotten(cfg, data),
+         "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
+         "methods": rows, "original": o_scores["test"],
+         "config": cfg.to_dict(), "split_sizes": split.sizes(),
+         "machine": report.machine(),
+         "date": datetime.date.today().isoformat(),
+         "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
+  report.write(res, workdir)
+  return res
+
+
+def forgotten(cfg: configs.Config, data: datasets.Dataset) -> str | None:
+  """What the class / sub-class scenario forgets, in words (None: random)."""
+  if cfg.scenario == "class":
+    return "class " + ", ".join(f"{c} ({data.class_names[c]})"
+                                for c in cfg.forget_classes)
+  if cfg.scenario == "subclass":
+    return f"sub-class {cfg.forget_subclass}"
+  return None
+
+
+def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[str],
+        seeds: list[int] | None = None, progress: bool = True,
+        on_seed: Callable[[dict], None] | None = None) -> dict:
+  """Every seed (into workdir/seed_<s> when there are several), then the
+  mean +- std across them, written to workdir. Returns the final dict."""
+  seeds = seeds or [cfg.seed]
+  workdir = Path(workdir)
+  runs = []
+  for s in seeds:
+    wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"
+    runs.append(run_seed(dataclasses.replace(cfg, seed=s), data, wd, names, progress))
+    if on_seed is not None:
+      on_seed(runs[-1])
+  if len(runs) == 1:
+    return runs[0]
+  final = report.aggregate(runs)
+  report.write(final, workdir)
+  return final
+
+
+# --------------------------------------------------------------------------
+# Choosing hyper-parameters on the validation split.
+
+TUNE_FIELDS = {**configs.METHOD_FIELDS, "l1": float, "mask_ratio": float,
+               "forget_batch_size": int}
+
+
+def settings(grid: dict[str, list]) -> list[dict]:
+  keys = list(grid)
+  return [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
+
+
+def tag(setting: dict) -> str:
+  return "_".join(f"{k}={v}" for k, v in setting.items()) or "preset"
+
+
+def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str,
+         grid: dict, seeds: list[int], progress: bool = True,
+         log: Callable[[str], None] = print) -> dict:
+  """Each setting of `grid` (the cross product of its fields) unlearned from
+  each seed's original model and scored with the validation split standing
+  where the test set stands; the smallest mean validation Avg. Gap against
+  Retrain wins. The test set plays no part in the choice and is not in the
+  returned rows (the per-model score caches hold it, as in every run).
+
+  Original model and Retrain come from workdir/seed_<s> (the experiment's own
+  phases, reused when present); settings go to workdir/seed_<s>/tune/<method>/.
+  """
+  trials = settings(grid)
+  for t in trials:
+    configs.validate(configs.with_method(cfg, method, **t))
+  val = {tag(t): [] for t in trials}
+  for seed in seeds:
+    scfg = dataclasses.replace(cfg, seed=seed)
+    ctx = context(scfg, data, Path(workdir) / f"seed_{seed}", progress)
+    base = ctx.workdir
+    preflight(ctx, ["retrain"])
+    orig = M.original(ctx)
+    ref = evaluated(ctx, "retrain", M.retrain(ctx, orig))["val"]
+    for t in trials:
+      tcfg = configs.with_method(scfg, method, **t)
+      tctx = dataclasses.replace(ctx, cfg=tcfg, workdir=base / "tune" / method / tag(t))
+      tctx._device_data = ctx.device_data  # same images, labels and split
+      phase = M.REGISTRY[method](tctx, orig, tcfg.methods[method])
+      sc = evaluated(tctx, method, phase)["val"]
+      sc["avg_gap"] = metrics.avg_gap(sc, ref)
+      sc["diverged"] = bool(phase.outcome["diverged"])
+      sc["rte_s"] = phase.outcome["rte_s"]
+      val[tag(t)].append(sc)
+      log(f"seed {seed} {method} {tag(t)}: val Avg. Gap {sc['avg_gap']:.2f} "
+          f"(UA {sc['UA']:.1f} MIA {sc['MIA']:.1f} RA {sc['RA']:.1f} "
+          f"val acc {sc['TA']:.1f})")
+  rows = []
+  for t in trials:
+    runs = val[tag(t)]
+    row = {"setting": t, "diverged": any(r["diverged"] for r in runs)}
+    for k in ("avg_gap", "UA", "MIA", "RA", "TA", "rte_s"):
+      v = [r[k] for r in runs]
+      row[k], row[f"{k}_std"] = float(np.mean(v)), float(np.std(v))
+    rows.append(row)
+  ok = [r for r in rows if not r["diverged"]] or rows
+  best = min(ok, key=lambda r: r["avg_gap"])
+  return {"method": method, "preset": cfg.preset, "dataset": cfg.dataset,
+          "scenario": cfg.scenario, "model": cfg.model, "seeds": seeds, "grid": grid,
+          "selected_by": "mean validation Avg. Gap against Retrain",
+          "rows": rows, "best": best["setting"]}
