@@ -76,10 +76,10 @@ def main(argv=None) -> int:
     a = p.parse_args(cli.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if a.method not in configs.METHODS[1:]:
       raise cli.UsageError(f"--method {a.method!r}: known {', '.join(configs.METHODS[1:])}")
-    seeds = [int(s) for s in a.seeds.split(",")] if all(
-        s.strip().lstrip("-").isdigit() for s in a.seeds.split(",")) else None
-    if seeds is None:
-      raise cli.UsageError(f"--seeds {a.seeds!r}: expected a comma list of integers")
+    try:
+      seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+      raise cli.UsageError(f"--seeds {a.seeds!r}: expected a comma list of integers") from None
     grid = parse_grid(a.grid)
     cfg = cli.config_from_args(a)  # the experiment's flag handling: same cell, same preset
     workdir = Path(a.workdir or f"runs/tune_{a.preset}")

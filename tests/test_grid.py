@@ -51,7 +51,10 @@ def monkeypatch_module():
   mp.undo()
 
 
-def _run(cfg, data, wd, names=ALL):
+def _run(cfg, data, wd, names=ALL, pretrain_epochs=None):
+  if pretrain_epochs is not None:  # fewer steps; the protocol is the same
+    cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain,
+                                                                epochs=pretrain_epochs))
   return protocol.run_seed(cfg, data, wd, names, progress=False)
 
 
@@ -81,7 +84,7 @@ def test_class_wise_every_method(cifar, tmp_path):
 def test_subclass_every_method(c100, tmp_path):
   cfg = configs.get("smoke", "cifar100", "subclass")
   cfg = dataclasses.replace(cfg, forget_subclass="rocket")
-  res = _run(cfg, c100, tmp_path)
+  res = _run(cfg, c100, tmp_path, pretrain_epochs=1)
   assert list(res["methods"]) == ALL
   assert res["num_classes"] == 20 and res["scenario"] == "subclass"
   split, view = protocol.labelled(cfg, c100)
@@ -159,9 +162,11 @@ def test_tiny_imagenet_random_forgetting(tiny_imagenet, tmp_path):
   data = datasets.load("tiny_imagenet", str(tiny_imagenet))
   assert data.input_shape == (64, 64, 3) and data.num_classes == 200
   cfg = configs.get("smoke", "tiny_imagenet", "random", "resnet18")
-  cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, epochs=1))
-  res = _run(cfg, data, tmp_path, ["retrain", "ugradsl"])
+  # 5 of the 10 images a class, one of them for validation: 800 to train on.
+  cfg = dataclasses.replace(cfg, train_per_class=5, val_fraction=0.2)
+  res = _run(cfg, data, tmp_path, ["retrain", "ugradsl"], pretrain_epochs=1)
   assert res["num_classes"] == 200 and res["split_sizes"]["test"] == 400
+  assert res["split_sizes"]["train"] == 800
   assert all(np.isfinite(r["TA"]) for r in res["methods"].values())
 
 
@@ -174,7 +179,12 @@ def test_quick_preset_sizes_the_cells():
   assert (c100.train_per_class, c100.test_size) == (200, 2000)
   tin = configs.get("quick", "tiny_imagenet")
   assert (tin.train_per_class, tin.test_size) == (100, 2000)
-  assert configs.get("quick", "cifar10", "class").forget_fraction is None
+  cls = configs.get("quick", "cifar10", "class")
+  assert cls.forget_fraction is None
+  # Class-wise has its own values chosen on validation; random keeps its own.
+  assert (cls.methods["ugradsl"].lr, cls.methods["ugradsl"].alpha) == (2e-3, -0.5)
+  assert (c10.methods["ugradsl"].lr, c10.methods["ugradsl"].alpha) == (5e-3, -0.5)
+  assert cls.pretrain == c10.pretrain
   assert configs.get("paper", "cifar10", "random", "vit").width == 192
   for bad, flag in ((("quick", "imagenet"), "--dataset"), (("quick", "cifar10", "groups"), "--scenario"),
                     (("quick", "cifar10", "random", "alexnet"), "--model")):
