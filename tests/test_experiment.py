@@ -198,15 +198,6 @@ def _main_in_process(args, capsys, entry="cifar_random_forget"):
   return rc, err
 
 
-@pytest.mark.parametrize("args,msg", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_flags(args, msg, shared_tar, bad_workdir, capsys):
-  before = _snapshot(bad_workdir)
-  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys)
-  assert rc == 2
-  assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
-  assert _snapshot(bad_workdir) == before
-
-
 # A cell of the grid that does not exist, through experiments.unlearn.
 BAD_GRID = [
     (["--dataset", "imagenet"], "--dataset 'imagenet': unknown; known: cifar10, cifar100"),
@@ -225,11 +216,13 @@ BAD_GRID = [
 ]
 
 
-@pytest.mark.parametrize("args,msg", BAD_GRID, ids=[" ".join(a) for a, _ in BAD_GRID])
-def test_bad_grid_flags(args, msg, shared_tar, bad_workdir, capsys):
+CASES = [("cifar_random_forget", a, m) for a, m in BAD] + [("unlearn", a, m) for a, m in BAD_GRID]
+
+
+@pytest.mark.parametrize("entry,args,msg", CASES, ids=[f"{e}: {' '.join(a)}" for e, a, _ in CASES])
+def test_bad_flags(entry, args, msg, shared_tar, bad_workdir, capsys):
   before = _snapshot(bad_workdir)
-  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys,
-                             entry="unlearn")
+  rc, err = _main_in_process(_smoke_args(shared_tar, bad_workdir, FEW) + args, capsys, entry)
   assert rc == 2
   assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
   assert _snapshot(bad_workdir) == before

@@ -102,8 +102,11 @@ def test_subclass_every_method(c100, tmp_path):
 
 
 def test_subclass_needs_coarse_labels_and_a_real_fine_class(cifar, c100):
-  cfg = dataclasses.replace(configs.get("smoke", "cifar10", "subclass"),
-                                    forget_subclass="cat")
+  with pytest.raises(configs.ConfigError, match="needs a data set with coarse labels"):
+    configs.get("smoke", "cifar10", "subclass")
+  # A config built by hand is refused by the protocol too, before any split.
+  cfg = dataclasses.replace(configs.get("smoke", "cifar10"), scenario="subclass",
+                            forget_fraction=None, forget_subclass="cat")
   with pytest.raises(configs.ConfigError, match="needs a data set with coarse labels"):
     protocol.labelled(cfg, cifar)
   cfg = dataclasses.replace(configs.get("smoke", "cifar100", "subclass"),

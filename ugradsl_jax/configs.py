@@ -222,9 +222,13 @@ def get(preset: str, dataset: str = "cifar10", scenario: str = "random",
   if preset not in PRESETS:
     raise ConfigError(f"--preset {preset!r}: unknown; known: {', '.join(PRESETS)}")
   try:
-    num_classes = spec(dataset).num_classes
+    data_spec = spec(dataset)
   except DataError as e:
     raise ConfigError(str(e)) from None
+  num_classes = data_spec.num_classes
+  if scenario == "subclass" and not data_spec.coarse:
+    raise ConfigError(f"--scenario subclass needs a data set with coarse labels "
+                      f"(cifar100); --dataset {dataset} has none")
   if scenario not in SCENARIOS:
     raise ConfigError(f"--scenario {scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
   if model not in MODELS:
