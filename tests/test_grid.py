@@ -173,6 +173,11 @@ def test_tiny_imagenet_random_forgetting(tiny_imagenet, tmp_path):
   assert all(np.isfinite(r["TA"]) for r in res["methods"].values())
 
 
+def test_config_names_are_the_registries():
+  from ugradsl_jax import models, split
+  assert configs.MODELS == models.NAMES and configs.SCENARIOS == split.SCENARIOS
+
+
 def test_quick_preset_sizes_the_cells():
   """CIFAR-10 keeps the measured quick preset; other data sets get as many
   images spread over their classes; class-wise drops the forget fraction."""

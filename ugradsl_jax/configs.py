@@ -19,9 +19,10 @@ import dataclasses
 import math
 from typing import Mapping
 
-DATASETS = ("cifar10", "cifar100", "svhn", "tiny_imagenet")  # datasets.REGISTRY
-SCENARIOS = ("random", "class", "subclass")                # split.SCENARIOS
-MODELS = ("resnet18", "vgg16", "vit")                      # models.NAMES
+# The same names as split.SCENARIOS and models.NAMES (a test holds them
+# equal); repeated here so that configs imports no JAX.
+SCENARIOS = ("random", "class", "subclass")
+MODELS = ("resnet18", "vgg16", "vit")
 METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
            "ugradsl", "ugradsl_plus")
 
@@ -164,7 +165,7 @@ def _quick() -> Config:
 def _quick_class(m: Mapping[str, MethodCfg]) -> dict:
   """Class-wise forgetting, quick preset: the unlearning values chosen on
   validation for CIFAR-10 class 3 (`python -m experiments.tune --scenario
-  class --forget_class 3 --seeds 1,2`, README "Class-wise forgetting";
+  class --forget_class 3 --seeds 1,2`, README "CIFAR-10 class-wise forgetting";
   files in experiments/results/tune_quick_class/). Forgetting a whole class
   saturates UA and MIA at 100 early, so the choice is about how little retain
   accuracy each method gives up: every method but RL and SalUn ended at a

@@ -78,15 +78,15 @@ class Context:
             "data": self.data_id, "split": fingerprint(self.split)}
 
   def batch_for(self, size: int, indices, what: str) -> int:
-    """`size`, or the largest multiple of the device count that `indices`
-    fill when the set is smaller (a sub-class forget set of 9 smoke images,
-    450 real ones against batch 256 is fine): every step keeps one shape."""
+    """`size`, or, when the set is smaller than one batch (the smoke preset's
+    sub-class forget set holds 9 images against batch 16), the largest
+    multiple of the device count it fills: every step keeps one shape."""
     if len(indices) >= size:
       return size
     fit = len(indices) // self.par.n * self.par.n
     if fit == 0:
       raise ParallelError(f"{what}: the set has {len(indices)} examples, fewer "
-                       f"than the {self.par.n} devices")
+                          f"than the {self.par.n} devices")
     return fit
 
 
