@@ -15,8 +15,6 @@ import sys
 
 from . import unlearn  # requests the host devices before JAX starts
 
-HOST_DEVICES_ERROR = unlearn.HOST_DEVICES_ERROR
-
 
 def main(argv=None) -> int:
   return unlearn.main(argv, prog="python -m experiments.cifar_random_forget",

@@ -77,8 +77,9 @@ def test_outputs_one_stream_equals_set_by_set():
       test_x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
       test_y=rng.integers(0, 10, 20))
   perm = rng.permutation(50)
-  split = SimpleNamespace(forget=perm[:7], retain=perm[7:40], val=perm[40:],
-                          test=rng.permutation(20)[:13])
+  from ugradsl_jax.split import Split
+  split = Split(train=perm[:40], forget=perm[:7], retain=perm[7:40], val=perm[40:],
+                test=rng.permutation(20)[:13])
   out = metrics.outputs(model, variables, data, split, batch=8)
   for name, xs, ys in (("forget", data.train_x, data.train_y),
                        ("retain", data.train_x, data.train_y),

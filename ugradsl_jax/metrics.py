@@ -76,11 +76,10 @@ def outputs(model, variables, data, split, batch: int = 1000, par=None) -> dict:
            "retain": (data.train_x, data.train_y, split.retain),
            "val": (data.train_x, data.train_y, split.val),
            "test": (data.test_x, data.test_y, split.test)}
-  held = {k: getattr(split, k, ()) for k in ("forgotten_test", "forgotten_val")}
-  if len(held["forgotten_test"]):
-    parts["forgotten_test"] = (data.test_x, data.test_y, held["forgotten_test"])
-  if len(held["forgotten_val"]):
-    parts["forgotten_val"] = (data.train_x, data.train_y, held["forgotten_val"])
+  if len(split.forgotten_test):
+    parts["forgotten_test"] = (data.test_x, data.test_y, split.forgotten_test)
+  if len(split.forgotten_val):
+    parts["forgotten_val"] = (data.train_x, data.train_y, split.forgotten_val)
   x = np.concatenate([xs[idx] for xs, _, idx in parts.values()])
   y = np.concatenate([ys[idx] for _, ys, idx in parts.values()])
   correct, conf = predict(model, variables, x, y, batch, par)
