@@ -86,8 +86,13 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
                  help="comma list, e.g. -2,-1,-0.5,-0.2: UGradSL/UGradSL+ train all "
                       "at once (vmap) and keep the best by validation Avg. Gap")
   p.add_argument("--sweep_p", default=None, help="comma list of p, crossed with --sweep_alpha")
+  p.add_argument("--sweep_beta", default=None,
+                 help="comma list of beta (adaptive alpha_mode), crossed with the others")
   p.add_argument("--no_progress", action="store_true")
-  g = p.add_argument_group("per-method overrides (e.g. --ugradsl_alpha -0.5)")
+  g = p.add_argument_group(
+      "per-method overrides: --<method>_<field> for the fields "
+      f"{', '.join(configs.METHOD_FIELDS)} (e.g. --ugradsl_alpha -0.5, "
+      "--ugradsl_alpha_mode adaptive --ugradsl_beta 0.2, --ugradsl_plus_reduction sum)")
   for name in configs.METHODS[1:]:
     for field, typ in configs.METHOD_FIELDS.items():
       g.add_argument(f"--{name}_{field}", type=_float if typ is float else typ,
@@ -148,7 +153,7 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
                "num_devices"):
     if _get(a, flag) is not None:
       over[flag] = _get(a, flag)
-  for flag in ("sweep_alpha", "sweep_p"):
+  for flag in ("sweep_alpha", "sweep_p", "sweep_beta"):
     if _get(a, flag):
       try:
         over[flag] = tuple(float(x) for x in getattr(a, flag).split(","))

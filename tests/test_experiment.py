@@ -68,7 +68,9 @@ def test_every_method_end_to_end(full_run):
   assert all("forgotten_test_acc" not in r for r in res["methods"].values())
   names = list(res["methods"])
   assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
-                   "ugradsl", "ugradsl_plus"]
+                   "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive"]
+  for n in ("ugradsl_adaptive", "ugradsl_plus_adaptive"):
+    assert res["methods"][n]["hparams"]["alpha_mode"] == "adaptive"
   for name, r in res["methods"].items():
     for k in ("UA", "MIA", "RA", "TA"):
       assert 0.0 <= r[k] <= 100.0, (name, k, r[k])
@@ -85,6 +87,70 @@ def test_every_method_end_to_end(full_run):
   assert (wd / "results.png").stat().st_size > 10_000
   assert "| Retrain |" in p.stdout.splitlines()[next(
       i for i, line in enumerate(p.stdout.splitlines()) if line.startswith("| Method")) + 2]
+  # SalUn's cost includes its saliency mask; the loop's saves are apart.
+  sal = res["methods"]["salun"]
+  assert sal["mask_s"] > 0 and sal["rte_s"] > sal["mask_s"]
+  assert all(r["io_s"] >= 0 and r["mask_s"] == 0 for n, r in res["methods"].items()
+             if n != "salun")
+
+
+def test_every_phase_writes_its_history_and_the_curves(full_run):
+  from ugradsl_jax import history
+  wd, _ = full_run
+  assert (wd / "curves.png").stat().st_size > 10_000
+  res = json.loads((wd / "results.json").read_text())
+  roles = {"ft": "retain", "ga": "forget", "rl": "train", "l1_sparse": "retain",
+           "salun": "train", "retrain": "train"}
+  for name in res["methods"]:
+    rows = history.read(wd / name / history.FILE)
+    outcome = json.loads((wd / name / "outcome.json").read_text())
+    # smoke logs every step: one row per step, in order, the last one included
+    assert [r["step"] for r in rows] == list(range(1, outcome["steps"] + 1)), name
+    assert all(r["lr"] > 0 and r["images_per_s"] > 0 for r in rows)
+    if name in roles:
+      assert {f"{roles[name]}_loss", f"{roles[name]}_acc", "grad_norm"} <= set(rows[0])
+    else:  # paired: every term, no weighted "loss"
+      assert {"retain_loss", "forget_loss", "retain_acc", "forget_acc", "retain_grad_norm",
+              "forget_grad_norm", "update_norm"} <= set(rows[0]) and "loss" not in rows[0]
+
+
+def test_salun_leaves_weights_outside_its_mask_bit_for_bit(full_run, shared_tar):
+  """Read back from the checkpoints: every weight outside the saliency mask
+  equals the original model's bit for bit, the rest moved (momentum 0.9 and
+  weight decay 5e-4 would move them all if only the gradient were masked)."""
+  import jax
+  from ugradsl_jax import checkpoint, configs, datasets, methods, protocol, train
+  wd, _ = full_run
+  cfg = configs.get("smoke")
+  ctx = protocol.context(cfg, datasets.load("cifar10", str(shared_tar)), wd, False)
+  assert cfg.methods["salun"].momentum > 0 and cfg.methods["salun"].weight_decay > 0
+  tx = train.sgd(train.lr_schedule("constant", 0.1, 1, 1))  # the saved states' structure
+  v = train.init_variables(ctx.model(None), 0)
+  abstract = checkpoint.abstract_of(train.create_state(v["params"], v["batch_stats"], tx))
+
+  def restore(name, recipe):
+    store = checkpoint.PhaseStore(wd / name, ctx.meta(name, recipe))
+    try:
+      return jax.device_get(store.restore(abstract))
+    finally:
+      store.close()
+  orig = restore("original", cfg.pretrain)
+  sal = restore("salun", cfg.methods["salun"])
+  assert int(sal.step) > 1
+  grads, _ = methods.forget_gradient(ctx, orig)
+  mask = jax.device_get(methods.saliency_mask(grads, cfg.methods["salun"].mask_ratio))
+  moved = kept = 0
+  for w0, w1, m in zip(jax.tree.leaves(orig.params), jax.tree.leaves(sal.params),
+                       jax.tree.leaves(mask)):
+    np.testing.assert_array_equal(w1[m == 0].view(np.uint32), w0[m == 0].view(np.uint32))
+    moved += int(np.sum(w1[m == 1] != w0[m == 1]))
+    kept += int(np.sum(m == 0))
+  assert kept > 0 and moved > 0.5 * sum(int(m.sum()) for m in jax.tree.leaves(mask))
+  # Negative control: RL (no mask) moves nearly every weight.
+  rl = restore("rl", cfg.methods["rl"])
+  same = sum(int(np.sum(a == b)) for a, b in zip(jax.tree.leaves(orig.params),
+                                                  jax.tree.leaves(rl.params)))
+  assert same < 0.01 * sum(a.size for a in jax.tree.leaves(orig.params))
 
 
 def test_rerun_reuses_everything(full_run, shared_tar):
@@ -115,6 +181,11 @@ def test_same_seed_same_numbers_and_seeds_differ(few_run, full_run, shared_tar, 
   assert agg["methods"]["ga"]["UA"] == pytest.approx((s1["UA"] + s2["UA"]) / 2)
   assert agg["stds"]["ga"]["UA"] == pytest.approx(abs(s1["UA"] - s2["UA"]) / np.sqrt(2))
   assert "±" in (tmp_path / "results.md").read_text()
+  # Everything a figure quotes is kept: each seed's original model and wall time.
+  for s in ("1", "2"):
+    one = json.loads((tmp_path / f"seed_{s}" / "results.json").read_text())
+    assert agg["original_per_seed"][s] == one["original"]
+    assert agg["wall_s_per_seed"][s] == one["wall_s"] > 0
 
 
 @pytest.mark.parametrize("kills", [
@@ -135,6 +206,14 @@ def test_kill9_then_resume_gives_identical_results(few_run, shared_tar, tmp_path
   assert _metrics(wd) == reference
   res = json.loads((wd / "results.json").read_text())
   assert res["methods"]["ugradsl_plus"]["resumed_from_step"] == 4
+  # The histories of the killed phases hold each step once, with the
+  # uninterrupted run's values (images/s aside: a wall-clock).
+  from ugradsl_jax import history
+  for name in ("retrain", "ugradsl_plus"):
+    got, want = (history.read(d / name / history.FILE) for d in (wd, few_run))
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "images_per_s"}  # noqa
+                         for r in rows]
+    assert len(got) > 4 and drop(got) == drop(want), name
 
 
 def test_divergence_is_caught_and_reported(shared_tar, tmp_path, few_run):
@@ -180,6 +259,11 @@ BAD = [
     (["--preset", "huge"], "--preset 'huge': unknown"),
     (["--sweep_alpha", "a,b"], "--sweep_alpha"),
     (["--seeds", "1,x"], "--seeds"),
+    (["--ugradsl_alpha_mode", "sometimes"], "--ugradsl_alpha_mode 'sometimes': must be one of"),
+    (["--ga_alpha_mode", "adaptive"], "--ga_alpha_mode adaptive: only ugradsl and ugradsl_plus"),
+    (["--ugradsl_beta", "1.5"], "--ugradsl_beta 1.5: must be in [0, 1]"),
+    (["--ugradsl_plus_reduction", "max"], "--ugradsl_plus_reduction 'max': must be one of"),
+    (["--sweep_beta", "0.1,0.2"], "--sweep_beta needs an adaptive-rate method among --methods"),
 ]
 
 
@@ -330,6 +414,43 @@ def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
   single = json.loads((wd2 / "results.json").read_text())["methods"]["ugradsl"]
   for k in ("UA", "RA", "TA"):
     assert single[k] == pytest.approx(row[k], abs=0.3)  # one example = 0.28-2.8 pts
+  # The sensitivity map: validation scores of every cell, the choice marked.
+  sweep = json.loads((wd / "sweep_ugradsl.json").read_text())
+  assert sweep["axes"] == {"alpha": [-2.0, -0.5], "p": [0.5, 0.9]}
+  assert sweep["chosen"] == {"alpha": best["alpha"], "p": best["p"]}
+  assert all("test" not in t for t in sweep["trials"])
+  assert (wd / "sweep_ugradsl.png").stat().st_size > 10_000
+  # experiments.figures draws them again from the files alone, without JAX.
+  out = tmp_path / "fig"
+  code = ("import sys; from experiments import figures; rc = figures.main(sys.argv[1:]); "
+          "assert 'jax' not in sys.modules; sys.exit(rc)")
+  p = subprocess.run([sys.executable, "-c", code, str(wd), "--out", str(out)], cwd=ROOT,
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr
+  assert {f.name for f in out.iterdir()} == {"results.png", "curves.png", "sweep_ugradsl.png"}
+  p = subprocess.run([sys.executable, "-m", "experiments.figures", str(tmp_path / "nothing")],
+                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no results.json" in p.stderr
+
+
+def test_adaptive_rate_end_to_end_with_a_beta_sweep(shared_tar, few_run, tmp_path):
+  """--ugradsl_alpha_mode adaptive with --sweep_beta: every beta trained at
+  once, the rate recorded in hparams and logged per step."""
+  from ugradsl_jax import history
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  _cli(_smoke_args(shared_tar, wd, "ugradsl_plus", "--ugradsl_plus_alpha_mode", "adaptive",
+                   "--sweep_beta", "0.0,1.0"))
+  row = json.loads((wd / "results.json").read_text())["methods"]["ugradsl_plus"]
+  assert row["hparams"]["alpha_mode"] == "adaptive"
+  assert [t["beta"] for t in row["sweep"]] == [0.0, 1.0]
+  assert row["hparams"]["beta"] in (0.0, 1.0)
+  # beta = 1 counts every retain example as a neighbour: alpha_j = 0, i.e.
+  # NegGrad+ targets; beta = 0 almost none: nearly the full base rate.
+  rows = history.read(wd / "ugradsl_plus_sweep" / history.FILE)
+  alpha = row["hparams"]["alpha"]
+  assert rows and all(r["forget_alpha"][1] == 0.0 for r in rows)
+  assert all(alpha <= r["forget_alpha"][0] < 0.9 * alpha for r in rows)
 
 
 @pytest.mark.parametrize("mode,method", [("pmap", "ga"), ("shard_map", "ugradsl_plus")])

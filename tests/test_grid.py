@@ -12,7 +12,9 @@ from PIL import Image
 
 from ugradsl_jax import configs, datasets, protocol
 
-ALL = list(configs.METHODS)
+# The adaptive rows differ from UGradSL(+) only in the rate, which test_adaptive
+# and the smoke run of every method cover; leaving them out keeps these runs short.
+ALL = [m for m in configs.METHODS if not m.endswith("_adaptive")]
 
 
 def _png(rng, size):
@@ -175,7 +177,28 @@ def test_tiny_imagenet_random_forgetting(tiny_imagenet, tmp_path):
 
 def test_config_names_are_the_registries():
   from ugradsl_jax import models, split
+  from ugradsl_jax import unlearn
   assert configs.MODELS == models.NAMES and configs.SCENARIOS == split.SCENARIOS
+  assert configs.ALPHA_MODES == unlearn.ALPHA_MODES
+  assert configs.REDUCTIONS == unlearn.REDUCTIONS
+
+
+def test_methods_augment_as_the_model_they_start_from_was_trained():
+  """One augmentation story: in every preset each method's augmentation is
+  the pretraining's (quick: flips only; before, methods took crop+flip)."""
+  for preset in configs.PRESETS:
+    for scenario in ("random", "class"):
+      cfg = configs.get(preset, "cifar10", scenario)
+      augs = {m.augment for m in cfg.methods.values() if m is not None}
+      assert augs == {cfg.pretrain.augment}, (preset, scenario, augs)
+  assert configs.get("quick").pretrain.augment == "flip"
+  # The presets use the mean reduction (README says why), and the fixed
+  # rate but for the *_adaptive rows.
+  for preset in configs.PRESETS:
+    ms = {n: m for n, m in configs.get(preset).methods.items() if m is not None}
+    assert {m.reduction for m in ms.values()} == {"mean"}
+    assert {n for n, m in ms.items() if m.alpha_mode == "adaptive"} == {
+        "ugradsl_adaptive", "ugradsl_plus_adaptive"}
 
 
 def test_quick_preset_sizes_the_cells():

@@ -57,3 +57,7 @@ def test_grid_is_cartesian():
   assert list(zip(g["alpha"], g["p"])) == [(-1, 0.5), (-1, 0.9), (-0.5, 0.5), (-0.5, 0.9)]
   g = sweep.grid([-2, -1], None, p0=0.7)
   assert g["p"].tolist() == pytest.approx([0.7, 0.7])
+  assert g["beta"].tolist() == pytest.approx([0.2, 0.2])  # the default, held
+  g = sweep.grid([-1], [0.5, 0.9], betas=[0.1, 0.3])
+  assert list(zip(g["alpha"], g["p"], g["beta"])) == [
+      (-1, 0.5, 0.1), (-1, 0.5, 0.3), (-1, 0.9, 0.1), (-1, 0.9, 0.3)]

@@ -8,9 +8,12 @@ import jax.numpy as jnp
 
 def smoothed_labels(labels: jax.Array, num_classes: int,
                     alpha: float | jax.Array) -> jax.Array:
-  """(1 - alpha) * onehot + alpha / K; alpha < 0 is negative label smoothing."""
+  """(1 - alpha) * onehot + alpha / K; alpha < 0 is negative label smoothing.
+  alpha is a scalar or one rate per example ([B], the adaptive rate)."""
   onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
   alpha = jnp.asarray(alpha, jnp.float32)
+  if alpha.ndim:
+    alpha = alpha[..., None]
   return (1.0 - alpha) * onehot + alpha / num_classes
 
 

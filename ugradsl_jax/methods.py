@@ -10,6 +10,8 @@ A method maps (original model, data, split, recipe) to an unlearned model:
   neggrad_plus  ugradsl with alpha = 0
   ugradsl       epochs over D_f, each forget batch paired with a retain batch
   ugradsl_plus  epochs over D_r, D_f cycled
+  ugradsl_adaptive, ugradsl_plus_adaptive
+                the same with the self-adaptive, per-sample rate (adaptive.py)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import time
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -106,16 +109,20 @@ class Phase:
 
 
 def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
-              images_per_step: int, recipe, hp=None, data=None) -> Phase:
+              images_per_step: int, recipe, hp=None, data=None, lr_fn=None,
+              extra: dict | None = None) -> Phase:
   """Reuse a finished phase, resume an unfinished one, or run it from state0.
-  With ctx.workdir None nothing is saved (screening and benchmark runs)."""
+  With ctx.workdir None nothing is saved (screening and benchmark runs).
+  `extra` joins the outcome of a phase run now (e.g. SalUn's mask time)."""
   data = ctx.device_data if data is None else data
+  fit = functools.partial(train.fit, phase=name, par=ctx.par, step_fn=step_fn,
+                          data=data, batches=batches, num_steps=num_steps,
+                          images_per_step=images_per_step, hp=hp,
+                          ckpt_every=ctx.cfg.ckpt_every, log_every=ctx.cfg.log_every,
+                          lr_fn=lr_fn, progress=ctx.progress)
   if ctx.workdir is None:
-    res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state0, data=data,
-                    batches=batches, num_steps=num_steps,
-                    images_per_step=images_per_step, hp=hp,
-                    ckpt_every=ctx.cfg.ckpt_every, progress=ctx.progress)
-    return Phase(res.state, _outcome(res, num_steps, None))
+    res = fit(state=state0)
+    return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {})})
   store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
   try:
     done = store.outcome()
@@ -125,11 +132,8 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
     if store.latest_step() is not None:
       state = jax.device_get(store.restore(checkpoint.abstract_of(state0)))
       resumed = int(state.step)
-    res = train.fit(phase=name, par=ctx.par, step_fn=step_fn, state=state,
-                    data=data, batches=batches, num_steps=num_steps,
-                    images_per_step=images_per_step, hp=hp, store=store,
-                    ckpt_every=ctx.cfg.ckpt_every, progress=ctx.progress)
-    outcome = _outcome(res, num_steps, resumed)
+    res = fit(state=state, store=store)
+    outcome = {**_outcome(res, num_steps, resumed), **(extra or {})}
     if res.diverged and store.latest_step() is None:
       store.save(int(res.state.step), res.state)  # nothing finite saved yet
     store.finish(outcome)
@@ -141,6 +145,7 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
 def _outcome(res: train.FitResult, num_steps: int, resumed) -> dict:
   return {"diverged": res.diverged, "diverged_step": res.diverged_step,
           "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
+          "io_s": res.io_s,
           "images_per_s": res.images_per_s, "resumed_from_step": resumed,
           "last_metrics": res.last_metrics,
           "nonfinite": np.asarray(res.state.nonfinite).tolist()}
@@ -155,13 +160,14 @@ def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
   batches, spe = batching.epochs(indices, t.batch_size, ctx.cfg.seed,
                                  stream=zlib.crc32(name.encode()), augment=t.augment)
   total = spe * t.epochs
-  tx = train.sgd(train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones),
-                 t.momentum, t.weight_decay, t.nesterov)
+  schedule = train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones)
+  tx = train.sgd(schedule, t.momentum, t.weight_decay, t.nesterov)
   variables = train.init_variables(ctx.model(None), ctx.seed_for(name),
                                    ctx.data.input_shape)
   state0 = train.create_state(variables["params"], variables["batch_stats"], tx)
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx)
-  return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t)
+  return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t,
+                   lr_fn=schedule)
 
 
 def original(ctx: Context) -> Phase:
@@ -177,45 +183,56 @@ def retrain(ctx: Context, orig: Phase, m=None) -> Phase:
 # Unlearning from the original model.
 
 def _tx(m: MethodCfg, total: int, spe: int):
-  return train.sgd(train.lr_schedule(m.schedule, m.lr, total, spe),
-                   m.momentum, m.weight_decay)
+  """(optimizer, its learning-rate schedule)."""
+  schedule = train.lr_schedule(m.schedule, m.lr, total, spe)
+  return train.sgd(schedule, m.momentum, m.weight_decay, m.nesterov), schedule
 
 
-def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, loss_fn=train.ce_loss,
-             label_key="y", reg_fn=None, mask=None, hp=None) -> Phase:
+def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, role: str,
+             loss_fn=train.ce_loss, sign=1.0, label_key="y", reg_fn=None, mask=None,
+             hp=None, extra=None) -> Phase:
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
   bs = ctx.batch_for(m.batch_size, indices, f"--{name}_batch_size")
   batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
                                  stream=zlib.crc32(name.encode()), augment=m.augment)
   total = spe * m.epochs
-  tx = _tx(m, total, spe)
-  data = ctx.device_data
-  if mask is not None:
-    data = {**data, "mask": ctx.par.replicate(mask)}
+  tx, schedule = _tx(m, total, spe)
+  data, mask_key = _with_mask(ctx, mask)
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
-                           loss_fn=loss_fn, label_key=label_key,
-                           reg_fn=reg_fn, grad_mask_key="mask" if mask is not None else None)
+                           loss_fn=loss_fn, sign=sign, reduction=m.reduction,
+                           role=role, label_key=label_key, reg_fn=reg_fn,
+                           mask_key=mask_key)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   hp = {"total_steps": float(total), **(hp or {})}
   return run_phase(ctx, name, state0, step, batches, total, bs, m,
-                   hp=hp, data=data)
+                   hp=hp, data=data, lr_fn=schedule, extra=extra)
+
+
+def _with_mask(ctx, mask):
+  """(the device data, the key of the weight mask in it or None)."""
+  if mask is None:
+    return ctx.device_data, None
+  return {**ctx.device_data, "mask": ctx.par.replicate(mask)}, "mask"
 
 
 def ft(ctx, orig, m):
-  return _descent(ctx, "ft", m, orig, ctx.split.retain)
+  return _descent(ctx, "ft", m, orig, ctx.split.retain, role="retain")
+
+
+def smoothed_ce(logits, y, hp):
+  return losses.smoothed_cross_entropy(logits, y, hp["alpha"])
 
 
 def ga(ctx, orig, m):
-  # Ascent = descent on the negated (optionally smoothed) cross entropy.
-  def neg_ce(logits, y, hp):
-    return -losses.smoothed_cross_entropy(logits, y, hp["alpha"])
-  return _descent(ctx, "ga", m, orig, ctx.split.forget, loss_fn=neg_ce,
-                  hp={"alpha": m.alpha})
+  # Ascent (sign -1) on the cross entropy, against GLS targets when alpha != 0.
+  return _descent(ctx, "ga", m, orig, ctx.split.forget, role="forget",
+                  loss_fn=smoothed_ce, sign=-1.0, hp={"alpha": m.alpha})
 
 
-def rl(ctx, orig, m, name="rl", mask=None):
+def rl(ctx, orig, m, name="rl", mask=None, extra=None):
   union = np.union1d(ctx.split.retain, ctx.split.forget)
-  return _descent(ctx, name, m, orig, union, label_key="y_rl", mask=mask)
+  return _descent(ctx, name, m, orig, union, role="train", label_key="y_rl",
+                  mask=mask, extra=extra)
 
 
 def l1_penalty(params, step, hp):
@@ -226,15 +243,15 @@ def l1_penalty(params, step, hp):
 
 
 def l1_sparse(ctx, orig, m):
-  return _descent(ctx, "l1_sparse", m, orig, ctx.split.retain, reg_fn=l1_penalty,
-                  hp={"l1": m.l1})
+  return _descent(ctx, "l1_sparse", m, orig, ctx.split.retain, role="retain",
+                  reg_fn=l1_penalty, hp={"l1": m.l1})
 
 
 def forget_gradient(ctx: Context, state, batch: int = 256):
-  """Gradient of the summed forget-set cross entropy, eval-mode BatchNorm."""
+  """(gradient of the summed forget-set cross entropy in eval-mode BatchNorm,
+  seconds spent compiling it)."""
   model = ctx.model(None)
 
-  @jax.jit
   def g(params, x, y, w):
     def loss(p):
       logits = model.apply({"params": p, "batch_stats": state.batch_stats}, x,
@@ -243,15 +260,21 @@ def forget_gradient(ctx: Context, state, batch: int = 256):
     return jax.grad(loss)(params)
 
   idx = ctx.split.forget
+  x0 = ctx.data.train_x[:batch]
+  t0 = time.perf_counter()
+  compiled = jax.jit(g).lower(state.params, np.zeros((batch, *x0.shape[1:]), x0.dtype),
+                              np.zeros(batch, np.int32), np.zeros(batch, np.float32)).compile()
+  compile_s = time.perf_counter() - t0
   total = jax.tree.map(jnp.zeros_like, state.params)
   for s in range(0, len(idx), batch):
     i = idx[s:s + batch]
     w = np.zeros(batch, np.float32)
     w[:len(i)] = 1.0
     i = np.pad(i, (0, batch - len(i)))  # padded rows carry weight 0
-    gi = g(state.params, ctx.data.train_x[i], ctx.data.train_y[i], w)
+    gi = compiled(state.params, ctx.data.train_x[i],
+                  np.asarray(ctx.data.train_y[i], np.int32), w)
     total = jax.tree.map(jnp.add, total, gi)
-  return total
+  return total, compile_s
 
 
 def saliency_mask(grads, ratio: float):
@@ -264,13 +287,24 @@ def saliency_mask(grads, ratio: float):
 
 
 def salun(ctx, orig, m):
-  mask = saliency_mask(forget_gradient(ctx, orig.state), m.mask_ratio)
-  return rl(ctx, orig, m, name="salun", mask=jax.device_get(mask))
+  """RL restricted to the saliency mask. Computing the mask is part of
+  SalUn's cost: the outcome's `mask_s` (added to RTE) and `mask_compile_s`
+  (added to compile time)."""
+  t0 = time.perf_counter()
+  grads, compile_s = forget_gradient(ctx, orig.state)
+  t1 = time.perf_counter()
+  select = jax.jit(saliency_mask, static_argnums=1).lower(grads, m.mask_ratio).compile()
+  compile_s += time.perf_counter() - t1
+  mask = jax.device_get(select(grads))
+  return rl(ctx, orig, m, name="salun", mask=mask,
+            extra={"mask_s": time.perf_counter() - t0 - compile_s,
+                   "mask_compile_s": compile_s})
 
 
 def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
-            sweep_hp: dict | None = None) -> Phase:
-  """sweep_hp {"alpha": [K], "p": [K]}: train K settings at once (sweep.py)."""
+            sweep_hp: dict | None = None, mask=None) -> Phase:
+  """sweep_hp {"alpha": [K], "p": [K], "beta": [K]}: train K settings at once
+  (sweep.py). `mask`: a 0/1 weight pytree the update is restricted to."""
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
   ctx.par.check_batch(m.forget_batch_size or m.batch_size, f"--{name} forget batch size")
   s = ctx.split
@@ -285,10 +319,10 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     batches, spe = batching.paired(s.retain, s.forget, rb, fb,
                                    ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
-  tx = _tx(m, total, spe)
+  tx, schedule = _tx(m, total, spe)
   step_fn = unlearn.unlearn_step
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  hp, recipe = {"alpha": m.alpha, "p": m.p}, m
+  hp, recipe = {"alpha": m.alpha, "p": m.p, "beta": m.beta}, m
   if sweep_hp is not None:
     k = len(sweep_hp["alpha"])
     step_fn, state0 = sweep.vmapped(step_fn), sweep.stack([jax.device_get(state0)] * k)
@@ -296,15 +330,23 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     name = f"{name}_sweep"
     recipe = {**dataclasses.asdict(m),
               "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}
-  step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix))
+  data, mask_key = _with_mask(ctx, mask)
+  step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix),
+                           alpha_mode=m.alpha_mode, reduction=m.reduction,
+                           mask_key=mask_key)
   return run_phase(ctx, name, state0, step, batches, total, rb + fb,
-                   recipe, hp=hp)
+                   recipe, hp=hp, data=data, lr_fn=schedule)
+
+
+# Which set an epoch passes over: UGradSL's is the forget set, UGradSL+'s
+# the retain set (the forget set cycled).
+PRIMARY = {"neggrad_plus": "forget", "ugradsl": "forget", "ugradsl_adaptive": "forget",
+           "ugradsl_plus": "retain", "ugradsl_plus_adaptive": "retain"}
 
 
 def ugradsl_sweep(ctx, orig, m, name: str, sweep_hp: dict) -> Phase:
-  """UGradSL (name="ugradsl") or UGradSL+ ("ugradsl_plus") at K settings at once."""
-  return _paired(ctx, name, m, orig, "forget" if name == "ugradsl" else "retain",
-                 sweep_hp)
+  """A UGradSL-family method at K settings at once."""
+  return _paired(ctx, name, m, orig, PRIMARY[name], sweep_hp)
 
 
 def neggrad_plus(ctx, orig, m):
@@ -319,7 +361,16 @@ def ugradsl_plus(ctx, orig, m):
   return _paired(ctx, "ugradsl_plus", m, orig, "retain")
 
 
+def ugradsl_adaptive(ctx, orig, m):
+  return _paired(ctx, "ugradsl_adaptive", m, orig, "forget")
+
+
+def ugradsl_plus_adaptive(ctx, orig, m):
+  return _paired(ctx, "ugradsl_plus_adaptive", m, orig, "retain")
+
+
 REGISTRY: dict[str, Callable] = {
     "retrain": retrain, "ft": ft, "ga": ga, "rl": rl, "l1_sparse": l1_sparse,
-    "salun": salun, "neggrad_plus": neggrad_plus, "ugradsl": ugradsl,
-    "ugradsl_plus": ugradsl_plus}
+    "salun": salun, "neggrad_plus": neggrad_plus,
+    "ugradsl": ugradsl, "ugradsl_plus": ugradsl_plus,
+    "ugradsl_adaptive": ugradsl_adaptive, "ugradsl_plus_adaptive": ugradsl_plus_adaptive}

@@ -55,7 +55,8 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
 def mia_efficacy(conf_retain, conf_test, conf_forget) -> float:
   """Share of the forget set an SVC on p_y(x) calls non-member (METHOD.md s.4).
 
-  Members: the first N_test retain samples; non-members: the test set.
+  Members: the first N_holdout of `conf_retain`, which must come in a
+  random order (Split.mia_members); non-members: the holdout set.
   """
   n = min(len(conf_test), len(conf_retain))
   x = np.concatenate([conf_retain[:n], conf_test[:n]])[:, None]
@@ -80,12 +81,21 @@ def outputs(model, variables, data, split, batch: int = 1000, par=None) -> dict:
     parts["forgotten_test"] = (data.test_x, data.test_y, split.forgotten_test)
   if len(split.forgotten_val):
     parts["forgotten_val"] = (data.train_x, data.train_y, split.forgotten_val)
+  if len(split.mia_members) != len(split.retain):
+    raise ValueError("split.mia_members must order the whole retain set "
+                     "(split.make_split draws it)")
   x = np.concatenate([xs[idx] for xs, _, idx in parts.values()])
   y = np.concatenate([ys[idx] for _, ys, idx in parts.values()])
   correct, conf = predict(model, variables, x, y, batch, par)
   bounds = np.cumsum([0] + [len(idx) for _, _, idx in parts.values()])
-  return {name: (correct[a:b], conf[a:b])
-          for name, a, b in zip(parts, bounds[:-1], bounds[1:])}
+  out = {name: (correct[a:b], conf[a:b])
+         for name, a, b in zip(parts, bounds[:-1], bounds[1:])}
+  # The members are retain images: their outputs are the retain set's, in
+  # the members' random order.
+  order = np.argsort(split.retain)
+  at = order[np.searchsorted(split.retain[order], split.mia_members)]
+  out["members"] = (out["retain"][0][at], out["retain"][1][at])
+  return out
 
 
 def scores(out: dict, holdout: str = "test") -> dict:
@@ -97,9 +107,10 @@ def scores(out: dict, holdout: str = "test") -> dict:
   has "forgotten_test_acc": accuracy on the test images of the forgotten
   classes (holdout="val": on their validation images).
   """
-  (c_f, p_f), (c_r, p_r), (c_t, p_t) = out["forget"], out["retain"], out[holdout]
+  (c_f, p_f), (c_r, _), (c_t, p_t) = out["forget"], out["retain"], out[holdout]
   res = {"UA": 100.0 - 100.0 * float(c_f.mean()), "RA": 100.0 * float(c_r.mean()),
-         "TA": 100.0 * float(c_t.mean()), "MIA": mia_efficacy(p_r, p_t, p_f)}
+         "TA": 100.0 * float(c_t.mean()),
+         "MIA": mia_efficacy(out["members"][1], p_t, p_f)}
   held = out.get(f"forgotten_{holdout}")
   if held is not None and len(held[0]):
     res["forgotten_test_acc"] = 100.0 * float(held[0].mean())

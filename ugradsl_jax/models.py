@@ -4,6 +4,9 @@ Every model takes uint8 NHWC images of any spatial size (32x32 CIFAR, 64x64
 Tiny-ImageNet), normalises them inside with per-channel `mean`/`std` given in
 [0, 1] units, and returns float32 logits [B, num_classes]. Parameters are
 float32; `dtype` is the compute dtype. Build one with `build(name, ...)`.
+Each sows its penultimate features (the head's input) as
+("intermediates", "features"), which costs nothing unless a caller makes
+that collection mutable (the adaptive smoothing rate reads them).
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class ResNet(nn.Module):
         strides = 2 if i > 0 and j == 0 else 1
         x = BasicBlock(self.width * 2**i, strides, norm, self.dtype)(x)
     x = jnp.mean(x, axis=(1, 2))
+    self.sow("intermediates", "features", x)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
@@ -138,6 +142,7 @@ class VGG(nn.Module):
                               kernel_init=nn.initializers.normal(0.01))
     x = nn.relu(dense(4 * self.width)(x))
     x = nn.relu(dense(4 * self.width)(x))
+    self.sow("intermediates", "features", x)
     return dense(self.num_classes)(x).astype(jnp.float32)
 
 
@@ -215,6 +220,7 @@ class ViT(nn.Module):
     for _ in range(self.depth):
       x = EncoderBlock(heads, self.mlp_ratio, self.dtype)(x)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(x)
+    self.sow("intermediates", "features", x[:, 0])
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_DENSE_INIT,
                     name="head")(x[:, 0]).astype(jnp.float32)
 

@@ -32,6 +32,11 @@ def pmean(x, axis_name):
   return x if axis_name is None else jax.lax.pmean(x, axis_name)
 
 
+def all_gather(x, axis_name):
+  """The global batch: x from every device, concatenated on its leading axis."""
+  return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+
 def axis_index(axis_name):
   return 0 if axis_name is None else jax.lax.axis_index(axis_name)
 

@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import hashlib
+
 import numpy as np
 
-from . import checkpoint, configs, datasets, metrics, parallel, report, split as split_lib
+from . import (checkpoint, configs, datasets, history, metrics, parallel, plots, report,
+               split as split_lib)
 from . import methods as M
 
 USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
@@ -90,20 +93,28 @@ def scores(ctx: M.Context, phase: M.Phase) -> dict:
   return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
 
 
+def _scores_key(ctx: M.Context, name: str) -> dict:
+  """What a phase's scores depend on beyond its checkpoint: the MIA members
+  (scores cached before they were drawn at random are recomputed)."""
+  members = np.ascontiguousarray(ctx.split.mia_members, np.int64).tobytes()
+  return {**ctx.meta(name, None),
+          "mia_members": hashlib.sha256(members).hexdigest()[:16]}
+
+
 def evaluated(ctx: M.Context, name: str, phase: M.Phase, member: int | None = None) -> dict:
   """Scores of a finished phase, cached beside its checkpoints."""
   if ctx.workdir is None:
     return scores(ctx, phase)
   path = ctx.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
+  key = _scores_key(ctx, name)
   if path.exists():
     cached = checkpoint.read_json(path)
-    if cached.get("meta") == checkpoint.canonical(ctx.meta(name, None)) and \
+    if cached.get("meta") == checkpoint.canonical(key) and \
         cached.get("step") == int(phase.state.step):
       return cached["scores"]
   s = scores(ctx, phase)
   M.train.maybe_kill("eval", name)  # test hook: a kill between scoring and saving
-  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step),
-                               "meta": ctx.meta(name, None)})
+  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step), "meta": key})
   return s
 
 
@@ -111,6 +122,11 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
   """Refuse a mismatched workdir, or a batch the devices cannot split,
   before anything is trained or written."""
   cfg = ctx.cfg
+  if cfg.sweep_beta and not any(sweeping(cfg, n) and cfg.methods[n].alpha_mode == "adaptive"
+                                for n in names):
+    raise configs.ConfigError(
+        "--sweep_beta needs an adaptive-rate method among --methods "
+        "(ugradsl_adaptive, ugradsl_plus_adaptive, or --ugradsl_alpha_mode adaptive)")
   ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
   for n in names:
     if cfg.methods.get(n) is not None:
@@ -119,14 +135,31 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
     return
   for name in ["original"] + names:
     d = ctx.workdir / name
-    if d.exists():
+    if d.exists() and not sweeping(cfg, name):  # a sweep trains in <name>_sweep
       recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
       checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
 
 
+def sweeping(cfg: configs.Config, name: str) -> bool:
+  """Whether the method runs as a vmapped sweep (the UGradSL family only)."""
+  return bool(cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta) and \
+      name in configs.ADAPTIVE_METHODS
+
+
+def cost(outcome: dict) -> dict:
+  """RTE and what it leaves out. RTE: the unlearning steps' wall-clock plus
+  any set-up the method needs (SalUn's saliency mask, `mask_s`); without
+  compilation (`compile_s`) and without the loop's host checks and
+  checkpoint saves (`io_s`), both reported apart. Evaluation is outside."""
+  mask_s = outcome.get("mask_s", 0.0)
+  return {"rte_s": outcome["rte_s"] + mask_s, "mask_s": mask_s,
+          "compile_s": outcome["compile_s"] + outcome.get("mask_compile_s", 0.0),
+          "io_s": outcome.get("io_s")}
+
+
 def _row(phase: M.Phase, sc: dict, hparams) -> dict:
   o = phase.outcome
-  return {**sc["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+  return {**sc["test"], **cost(o),
           "diverged": o["diverged"], "diverged_step": o["diverged_step"],
           "resumed_from_step": o.get("resumed_from_step"),
           "hparams": hparams, "val": sc["val"]}
@@ -134,29 +167,47 @@ def _row(phase: M.Phase, sc: dict, hparams) -> dict:
 
 def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dict:
   """Train the sweep at once, score each member, keep the best on validation."""
-  grid = M.sweep.grid(ctx.cfg.sweep_alpha, ctx.cfg.sweep_p, m.alpha, m.p)
+  cfg = ctx.cfg
+  betas = cfg.sweep_beta if m.alpha_mode == "adaptive" else None
+  grid = M.sweep.grid(cfg.sweep_alpha, cfg.sweep_p, m.alpha, m.p, betas, m.beta)
   phase = M.ugradsl_sweep(ctx, orig, m, name, grid)
   k = len(grid["alpha"])
   members = M.sweep.unstack(phase.state, k)
+  keys = ("alpha", "p", "beta") if m.alpha_mode == "adaptive" else ("alpha", "p")
   trials = []
   for i, st in enumerate(members):
     sc = evaluated(ctx, f"{name}_sweep", M.Phase(st, phase.outcome), member=i)
     bad = bool(phase.outcome["nonfinite"][i])
-    trials.append({"alpha": float(grid["alpha"][i]), "p": float(grid["p"][i]),
+    trials.append({**{a: float(grid[a][i]) for a in keys},
                    "diverged": bad, "val_avg_gap": metrics.avg_gap(sc["val"], ref_val),
                    "val": sc["val"], "test": sc["test"]})
   ok = [t for t in trials if not t["diverged"]] or trials
   best = min(ok, key=lambda t: t["val_avg_gap"])
-  o = phase.outcome
-  return {**best["test"], "rte_s": o["rte_s"], "compile_s": o["compile_s"],
+  chosen = {a: best[a] for a in keys}
+  if ctx.workdir is not None:
+    # The sensitivity map: validation scores only (the test set chooses nothing).
+    sweep = {"method": name, "title": f"{report.title(_cell(cfg))}, seed {cfg.seed}",
+             "alpha_mode": m.alpha_mode, "seed": cfg.seed,
+             "axes": {a: sorted(set(float(v) for v in grid[a])) for a in keys},
+             "trials": [{kk: t[kk] for kk in (*keys, "diverged", "val_avg_gap", "val")}
+                        for t in trials],
+             "chosen": chosen, "selected_by": "validation Avg. Gap against Retrain"}
+    checkpoint.write_json(ctx.workdir / f"sweep_{name}.json", sweep)
+    plots.sweep_heatmap(sweep, ctx.workdir / f"sweep_{name}.png")
+  return {**best["test"], **cost(phase.outcome),
           "diverged": best["diverged"], "diverged_step": None,
-          "resumed_from_step": o.get("resumed_from_step"),
-          "hparams": {**dataclasses.asdict(m), "alpha": best["alpha"], "p": best["p"]},
+          "resumed_from_step": phase.outcome.get("resumed_from_step"),
+          "hparams": {**dataclasses.asdict(m), **chosen},
           "val": best["val"],
-          "sweep": [{k2: t[k2] for k2 in ("alpha", "p", "diverged", "val_avg_gap")}
+          "sweep": [{k2: t[k2] for k2 in (*keys, "diverged", "val_avg_gap")}
                     for t in trials],
           "note": f"best of a {k}-setting vmapped sweep by validation Avg. Gap; "
                   "RTE is for all settings together"}
+
+
+def _cell(cfg: configs.Config) -> dict:
+  return {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
+          "preset": cfg.preset}
 
 
 def check_methods(names: list[str]) -> list[str]:
@@ -185,7 +236,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   rows = {}
   for name in names:
     m = cfg.methods[name]
-    if (cfg.sweep_alpha or cfg.sweep_p) and name in ("ugradsl", "ugradsl_plus"):
+    if sweeping(cfg, name):
       rows[name] = sweep_row(ctx, name, m, orig, rows["retrain"]["val"])
       continue
     phase = M.REGISTRY[name](ctx, orig, m)
@@ -196,6 +247,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
     r["avg_gap"] = metrics.avg_gap(r, ref)
     r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
   o_scores = evaluated(ctx, "original", orig)
+  draw_curves(workdir, names, f"{report.title(_cell(cfg))}, seed {cfg.seed}")
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
          "num_classes": ctx.data.num_classes, "forgotten": forgotten(cfg, data),
          "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
@@ -206,6 +258,16 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
          "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
   report.write(res, workdir)
   return res
+
+
+def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
+  """curves.png from each method's history.jsonl (a sweep has none: its K
+  runs are K curves). Returns the histories drawn."""
+  hists = {n: history.read(Path(workdir) / n / history.FILE) for n in names}
+  hists = {n: h for n, h in hists.items() if h and not isinstance(h[0].get("step"), list)}
+  if hists:
+    plots.curves(hists, Path(workdir) / "curves.png", title)
+  return hists
 
 
 def forgotten(cfg: configs.Config, data: datasets.Dataset) -> str | None:
@@ -296,7 +358,7 @@ def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str
     row = {"setting": t, "diverged": any(r["diverged"] for r in runs)}
     for k in ("avg_gap", "UA", "MIA", "RA", "TA", "rte_s"):
       v = [r[k] for r in runs]
-      row[k], row[f"{k}_std"] = float(np.mean(v)), float(np.std(v))
+      row[k], row[f"{k}_std"] = report.mean_std(v)
     rows.append(row)
   ok = [r for r in rows if not r["diverged"]] or rows
   best = min(ok, key=lambda r: r["avg_gap"])

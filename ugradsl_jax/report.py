@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import write_json
 
 COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
         ("avg_gap", "Avg. Gap"), ("rte_s", "RTE (s)"), ("compile_s", "compile (s)"))
@@ -19,7 +18,9 @@ SCENARIO_TITLE = {"random": "random forgetting", "class": "class-wise forgetting
                   "subclass": "sub-class forgetting"}
 PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
           "l1_sparse": "l1-sparse", "salun": "SalUn", "neggrad_plus": "NegGrad+",
-          "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+"}
+          "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+",
+          "ugradsl_adaptive": "UGradSL-adaptive",
+          "ugradsl_plus_adaptive": "UGradSL+-adaptive"}
 
 
 def machine() -> str:
@@ -84,14 +85,16 @@ def markdown(res: dict) -> str:
     parts.append("")
   parts.append(table(res["methods"], res.get("stds")))
   if "original" in res:
-    o = res["original"]
-    held = (f", forgotten TA {_fmt(o['forgotten_test_acc'])}"
-            if "forgotten_test_acc" in o else "")
-    parts += ["", f"Original model (before unlearning): UA {_fmt(o['UA'])}, "
-              f"MIA {_fmt(o['MIA'])}, RA {_fmt(o['RA'])}, TA {_fmt(o['TA'])}{held}."]
+    o, os_ = res["original"], res.get("original_std", {})
+    f = lambda k: _fmt(o[k], os_.get(k))  # noqa: E731
+    held = f", forgotten TA {f('forgotten_test_acc')}" if "forgotten_test_acc" in o else ""
+    parts += ["", f"Original model (before unlearning): UA {f('UA')}, "
+              f"MIA {f('MIA')}, RA {f('RA')}, TA {f('TA')}{held}."]
   parts += ["", "UA = 100 - forget accuracy; MIA = MIA-Efficacy; RA/TA = retain/test "
-            "accuracy (%). RTE = unlearning wall-clock without evaluation or "
-            "compilation; compile is reported apart."]
+            "accuracy (%). RTE = unlearning wall-clock (SalUn: with its saliency "
+            "mask) without evaluation, compilation or the loop's checkpoint saves; "
+            "compile is reported apart, saves in results.json (io_s). MIA members: "
+            "a seeded random sample of the retain set. Std: sample (ddof=1)."]
   if res.get("scenario") == "class":
     parts.append("Class-wise: the test set (TA, MIA non-members) leaves the forgotten "
                  "classes out; forgotten TA is the accuracy on their test images.")
@@ -106,35 +109,13 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-  # The object API, not pyplot: no global backend switch in a caller's notebook.
-  from matplotlib.figure import Figure
-
-  names = list(res["methods"])
-  keys = ("UA", "MIA", "RA", "TA")
-  fig = Figure(figsize=(16, 3.8))
-  axes = fig.subplots(1, 4, sharey=True)
-  ref = res["methods"].get("retrain")
-  stds = res.get("stds", {})
-  for ax, k in zip(axes, keys):
-    vals = [res["methods"][n][k] for n in names]
-    err = [stds.get(n, {}).get(k, 0.0) for n in names]
-    colors = ["0.4" if n == "retrain" else ("tab:red" if "ugradsl" in n else "tab:blue")
-              for n in names]
-    ax.barh(range(len(names)), vals, xerr=err, color=colors)
-    if ref is not None:
-      ax.axvline(ref[k], color="k", ls="--", lw=1, label="Retrain")
-    ax.set_title(k, fontsize=10)
-    ax.set_xlim(0, 100)
-  axes[0].set_yticks(range(len(names)), [PRETTY.get(n, n) for n in names])
-  axes[0].invert_yaxis()
-  fig.suptitle(f"{title(res)} - seed(s) "
-               f"{res.get('seeds', [res.get('seed')])} - dashed line: Retrain "
-               "(closer is better)", fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  """Each method's signed difference from Retrain per metric (plots.gaps)."""
+  from . import plots
+  plots.gaps(res, path)
 
 
 def write(res: dict, workdir: Path) -> None:
+  from .checkpoint import write_json  # here: drawing and tables import no JAX
   workdir = Path(workdir)
   write_json(workdir / "results.json", res)
   tmp = workdir / ".results.md.tmp"
@@ -143,21 +124,36 @@ def write(res: dict, workdir: Path) -> None:
   plot(res, workdir / "results.png")
 
 
+def mean_std(values) -> tuple[float, float]:
+  """Mean and *sample* std (ddof=1; 0.0 for one value): the one convention of
+  every table and figure here."""
+  v = np.asarray(values, float)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def aggregate(runs: list[dict]) -> dict:
-  """Mean and sample std across seeds, method by method."""
+  """Mean and sample std across seeds, method by method. Each seed's
+  methods, original model and wall time are kept (per_seed, original_per_seed,
+  wall_s_per_seed), so every figure quoted from it has its numbers here."""
   first = runs[0]
   methods, stds = {}, {}
   for name in first["methods"]:
     rows = [r["methods"][name] for r in runs if name in r["methods"]]
     methods[name], stds[name] = {}, {}
-    for k, _ in COLS + (FORGOTTEN,):
-      vals = np.array([row[k] for row in rows if row.get(k) is not None], float)
-      if len(vals):
-        methods[name][k] = float(vals.mean())
-        stds[name][k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    for k, _ in COLS + (FORGOTTEN,) + (("mask_s", ""), ("io_s", "")):
+      vals = [row[k] for row in rows if row.get(k) is not None]
+      if vals:
+        methods[name][k], stds[name][k] = mean_std(vals)
     methods[name]["n_diverged"] = int(sum(bool(row.get("diverged")) for row in rows))
     methods[name]["hparams"] = rows[0].get("hparams")
-  out = {k: v for k, v in first.items() if k not in ("methods", "seed", "original")}
+  out = {k: v for k, v in first.items()
+         if k not in ("methods", "seed", "original", "wall_s")}
+  originals = [r["original"] for r in runs if "original" in r]
   out.update(seeds=[r["seed"] for r in runs], methods=methods, stds=stds,
-             per_seed={str(r["seed"]): r["methods"] for r in runs})
+             per_seed={str(r["seed"]): r["methods"] for r in runs},
+             original_per_seed={str(r["seed"]): r.get("original") for r in runs},
+             wall_s_per_seed={str(r["seed"]): r.get("wall_s") for r in runs})
+  if originals:
+    out["original"] = {k: mean_std([o[k] for o in originals])[0] for k in originals[0]}
+    out["original_std"] = {k: mean_std([o[k] for o in originals])[1] for k in originals[0]}
   return out

@@ -42,9 +42,17 @@ class Split:
   # (default_factory: an ndarray default is refused by dataclasses.)
   forgotten_test: np.ndarray = dataclasses.field(default_factory=_EMPTY.copy)
   forgotten_val: np.ndarray = dataclasses.field(default_factory=_EMPTY.copy)
+  # MIA-Efficacy's members: the retain set in a seeded random order (not
+  # sorted); the SVC takes the first N_holdout. METHOD.md s.4: the reference
+  # code's "first N_test retain samples" are an arbitrary sample because
+  # CIFAR's training set is stored shuffled; here images are sorted by class,
+  # so the first N of `retain` would be one or two classes. Uniform, not
+  # stratified: the reference's sample is uniform too.
+  mia_members: np.ndarray = dataclasses.field(default_factory=_EMPTY.copy)
 
   def sizes(self) -> dict[str, int]:
-    out = {k: int(len(v)) for k, v in dataclasses.asdict(self).items()}
+    out = {k: int(len(v)) for k, v in dataclasses.asdict(self).items()
+           if k != "mia_members"}
     for k in ("forgotten_test", "forgotten_val"):
       if not out[k]:
         del out[k]  # random forgetting: the five sets only
@@ -60,8 +68,9 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
 
   Order of draws: optional stratified subset -> per-class validation hold-out
   -> forget set (random `forget_fraction` of train, or all of
-  `forget_classes`) -> stratified test subset. The random scenario draws
-  exactly as before the scenarios existed, so its splits are unchanged.
+  `forget_classes`) -> stratified test subset; the MIA members' order comes
+  from a stream of its own. The random scenario draws exactly as before the
+  scenarios existed, so its splits are unchanged.
   """
   labels = np.asarray(strata)
   classes = np.unique(labels)
@@ -140,10 +149,12 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
     forgotten_test, forgotten_val = test[hit_test], val[hit_val]
     if scenario == "class":  # what Retrain never saw leaves TA and MIA
       test, val = test[~hit_test], val[~hit_val]
+  # Its own stream: drawing it leaves every other draw as it was.
+  members = np.random.default_rng([seed, 0x3A1A]).permutation(retain)
   i64 = lambda a: np.asarray(a, np.int64)  # noqa: E731
   return Split(train=i64(train), val=i64(val), forget=i64(forget), retain=i64(retain),
                test=i64(test), forgotten_test=i64(forgotten_test),
-               forgotten_val=i64(forgotten_val))
+               forgotten_val=i64(forgotten_val), mia_members=i64(members))
 
 
 def fingerprint(split: Split) -> str:

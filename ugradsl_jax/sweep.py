@@ -31,10 +31,12 @@ def vmapped(step):
   return run
 
 
-def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5) -> dict:
-  """Cartesian grid of alpha x p, {"alpha": [K], "p": [K]} (float64, as typed;
-  the step casts to float32)."""
-  a = np.asarray(alphas if alphas else [alpha0], np.float64)
-  p = np.asarray(ps if ps else [p0], np.float64)
-  aa, pp = np.meshgrid(a, p, indexing="ij")
-  return {"alpha": aa.ravel(), "p": pp.ravel()}
+def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5,
+         betas=None, beta0: float = 0.2) -> dict:
+  """Cartesian grid of alpha x p x beta, {"alpha": [K], "p": [K], "beta": [K]}
+  (float64, as typed; the step casts to float32). A missing axis holds its
+  one default value."""
+  axes = [np.asarray(v if v else [d], np.float64)
+          for v, d in ((alphas, alpha0), (ps, p0), (betas, beta0))]
+  mesh = np.meshgrid(*axes, indexing="ij")
+  return {k: m.ravel() for k, m in zip(("alpha", "p", "beta"), mesh)}

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from . import augment as aug
 from . import losses
-from .parallel import Parallel, pmean
+from . import history as history_lib
+from .parallel import Parallel, axis_size, pmean
 
 KILL_ENV = "UGRADSL_KILL_AT"  # "phase:step": SIGKILL self after that step (tests)
 
@@ -88,21 +89,53 @@ def gather_augment(data, batch, label_key="y"):
   return x, y
 
 
-def forward_loss(model, params, batch_stats, x, y, loss_fn, hp):
+def forward(model, params, batch_stats, x, *, features: bool = False):
+  """Train-mode (logits, new batch stats, penultimate features or None).
+
+  A model without BatchNorm (ViT) returns no batch_stats: its {} passes
+  through. Features come from the same pass (the model sows them)."""
+  mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
   logits, new = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                            train=True, mutable=["batch_stats"])
-  per_ex = loss_fn(logits, y, hp)
-  acc = jnp.mean(jnp.argmax(logits, -1) == y)
-  # A model without BatchNorm (ViT) returns no collection: its {} passes through.
-  return jnp.mean(per_ex), (new.get("batch_stats", batch_stats), acc)
+                            train=True, mutable=mutable)
+  feats = new["intermediates"]["features"][0] if features else None
+  return logits, new.get("batch_stats", batch_stats), feats
 
 
-def apply_update(state: TrainState, grads, tx, batch_stats, loss) -> TrainState:
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+def accuracy(logits, y):
+  return jnp.mean(jnp.argmax(logits, -1) == y)
+
+
+def global_batch(x, axis_name) -> int:
+  """The batch size across all devices (x is this device's share)."""
+  return x.shape[0] * axis_size(axis_name)
+
+
+def masked(tree, mask):
+  return tree if mask is None else jax.tree.map(lambda t, m: t * m, tree, mask)
+
+
+def all_finite(*scalars):
+  return functools.reduce(jnp.logical_and, [jnp.isfinite(v) for v in scalars])
+
+
+def apply_update(state: TrainState, direction, tx, batch_stats, checks,
+                 mask=None) -> TrainState:
+  """One optimizer step along `direction` (a gradient to descend).
+
+  `checks`: the scalars that must be finite (losses, gradient norms); one
+  that is not sets the sticky `nonfinite` flag. With `mask` (a 0/1 pytree
+  like params) the weights outside it keep their old values bit for bit:
+  masking the gradient alone is not enough, as coupled weight decay and
+  momentum inside the optimizer would still move them (SalUn's own fix,
+  Unlearn-Saliency issue 32 / PR 33)."""
+  updates, opt_state = tx.update(direction, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.tree.norm(grads))
+  if mask is not None:
+    params = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
+                          params, state.params, mask)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                       batch_stats=batch_stats, nonfinite=state.nonfinite | bad)
+                       batch_stats=batch_stats,
+                       nonfinite=state.nonfinite | ~all_finite(*checks))
 
 
 def ce_loss(logits, y, hp):
@@ -110,30 +143,39 @@ def ce_loss(logits, y, hp):
 
 
 def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
-                 loss_fn: Callable = ce_loss,
-                 reg_fn: Callable | None = None, grad_mask_key: str | None = None,
+                 loss_fn: Callable = ce_loss, sign: float = 1.0,
+                 reduction: str = "mean", role: str = "train",
+                 reg_fn: Callable | None = None, mask_key: str | None = None,
                  label_key: str = "y"):
-  """One SGD step on mean loss_fn(logits, labels, hp) [+ reg_fn(params, step, hp)].
+  """One SGD step on sign * reduce(loss_fn(logits, labels, hp)) [+ reg_fn(params, step, hp)].
 
-  `loss_fn` = -CE turns this into gradient ascent; `data[grad_mask_key]` (a
-  0/1 pytree like params) restricts the update to salient weights (SalUn).
+  sign = -1 makes it gradient ascent (GA); reduction "mean" or "sum" over
+  the global batch; `data[mask_key]` (a 0/1 pytree like params) restricts
+  the update to those weights (SalUn). Metrics: `<role>_loss` and
+  `<role>_acc` are the batch's mean loss_fn and accuracy (role: which set
+  the batch is from: retain, forget, or train when it mixes both), and
+  `grad_norm` the norm of the direction applied.
   """
   x, y = gather_augment(data, batch, label_key)
+  scale = sign * (global_batch(x, axis_name) if reduction == "sum" else 1)
 
-  def total(params):
-    loss, aux = forward_loss(model, params, state.batch_stats, x, y, loss_fn, hp)
+  def objective(params):
+    logits, bstats, _ = forward(model, params, state.batch_stats, x)
+    mean_loss = jnp.mean(loss_fn(logits, y, hp))
+    total = scale * mean_loss
     if reg_fn is not None:
-      loss = loss + reg_fn(params, state.step, hp)
-    return loss, aux
+      total = total + reg_fn(params, state.step, hp)
+    return total, (bstats, mean_loss, accuracy(logits, y))
 
-  (loss, (bstats, acc)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
-  grads = pmean(grads, axis_name)
-  bstats = pmean(bstats, axis_name)
+  (_, (bstats, loss, acc)), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.params)
+  grads, bstats = pmean((grads, bstats), axis_name)
   loss, acc = pmean((loss, acc), axis_name)
-  if grad_mask_key is not None:
-    grads = jax.tree.map(lambda g, m: g * m, grads, data[grad_mask_key])
-  state = apply_update(state, grads, tx, bstats, loss)
-  return state, {"loss": loss, "acc": acc}
+  mask = None if mask_key is None else data[mask_key]
+  grads = masked(grads, mask)
+  norm = optax.tree.norm(grads)
+  state = apply_update(state, grads, tx, bstats, (loss, norm), mask)
+  return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm}
 
 
 @dataclasses.dataclass
@@ -141,10 +183,12 @@ class FitResult:
   state: TrainState          # host copy of the last finite state
   diverged: bool = False
   diverged_step: int | None = None
-  run_s: float = 0.0         # wall-clock of the steps, compile excluded
+  run_s: float = 0.0         # wall-clock of the steps: no compile, checks or saves
+  io_s: float = 0.0          # host checks and checkpoint saves inside the loop
   compile_s: float = 0.0
   images_per_s: float = 0.0
   last_metrics: dict | None = None
+  history: list | None = None
 
 
 def maybe_kill(phase: str, at) -> None:
@@ -154,20 +198,33 @@ def maybe_kill(phase: str, at) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _host(tree) -> dict:
+  return {k: np.asarray(v).tolist() for k, v in jax.device_get(tree).items()}
+
+
 def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
         data, batches: Callable[[int], dict], num_steps: int,
         images_per_step: int, hp=None, store=None, ckpt_every: int = 100,
+        log_every: int = 10, lr_fn: Callable | None = None,
         progress: bool = True) -> FitResult:
   """Runs steps state.step .. num_steps, checking for NaN/Inf and saving every
   `ckpt_every` steps. Resumable: the data order and augmentation draws are
   functions of the step, so a restored state continues exactly.
 
-  The host syncs only at checks (fetching a bool), never every step.
+  Every `log_every` steps (and the last) the step's metrics, the learning
+  rate (`lr_fn(step)`) and images/s go to the phase's history
+  (history.jsonl in the store's directory). A logged step's metrics are
+  fetched after the next step is dispatched, so the device never waits
+  for the host; otherwise the host syncs only at checks (fetching a bool).
+  RTE (`run_s`) leaves out the checks and saves, which `io_s` reports.
   """
   hp = {} if hp is None else hp
   start = int(np.max(state.step))  # a stacked sweep state has K equal steps
   stacked = np.ndim(state.nonfinite) > 0
   res = FitResult(state=state)
+  hist = history_lib.History(None if store is None else store.dir / history_lib.FILE,
+                             start)
+  res.history = hist.rows
   if start >= num_steps:
     return res
   wrapped = par.wrap(step_fn)
@@ -185,28 +242,53 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
              dynamic_ncols=True, leave=False)
   last_good = state
   t0 = time.perf_counter()
-  metrics = None
+  last_log = [start, t0, 0.0]  # step, time, io_s at the last logged row
+  pending = None
+
+  def log(done, metrics):
+    m = _host(par.unreplicate(metrics))  # waits for that step only
+    now = time.perf_counter()
+    busy = now - last_log[1] - (res.io_s - last_log[2])
+    row = {"step": done, **m,
+           "lr": float(lr_fn(done - 1)) if lr_fn is not None else None,
+           "images_per_s": (done - last_log[0]) * images_per_step / max(busy, 1e-9)}
+    last_log[:] = [done, now, res.io_s]
+    hist.append(row)
+    if not stacked:
+      bar.set_postfix({k: f"{v:.3f}" for k, v in m.items() if k.endswith(("_acc", "_loss"))},
+                      refresh=False)
+
   for step in range(start, num_steps):
     rstate, metrics = compiled(rstate, data, par.shard(batches(step)), rhp)
     bar.update(images_per_step)
     done = step + 1
+    if pending is not None:  # the previous logged step, while this one runs
+      log(*pending)
+      pending = None
+    if done % log_every == 0 or done == num_steps:
+      pending = (done, metrics)
     if done % ckpt_every == 0 or done == num_steps:
+      jax.block_until_ready(rstate)  # compute, not I/O: it stays in RTE
+      if pending is not None:  # a checkpoint's history is complete up to it
+        log(*pending)
+        pending = None
+      t_io = time.perf_counter()
       host = jax.device_get(par.unreplicate(rstate))
       if np.any(host.nonfinite) and not stacked:
         res.diverged, res.diverged_step = True, done
+        res.io_s += time.perf_counter() - t_io
         break
       # In a sweep a diverged member is only flagged (its flag is sticky);
       # the others are independent and go on.
       last_good = host
-      m = {k: np.asarray(v).tolist() for k, v in
-           jax.device_get(par.unreplicate(metrics)).items()}
-      res.last_metrics = m
-      if not stacked:
-        bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()}, refresh=False)
+      res.last_metrics = _host(par.unreplicate(metrics))
       if store is not None:
         store.save(done, host)
+      res.io_s += time.perf_counter() - t_io
     maybe_kill(phase, done)
-  res.run_s = time.perf_counter() - t0
+  if pending is not None:
+    log(*pending)
+  res.run_s = time.perf_counter() - t0 - res.io_s
   bar.close()
   res.state = last_good
   steps_run = (res.diverged_step or num_steps) - start

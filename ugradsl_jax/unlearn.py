@@ -10,37 +10,74 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from . import losses, mixing
-from .parallel import pmean
-from .train import TrainState, apply_update, ce_loss, forward_loss, gather_augment
+from . import adaptive, losses, mixing
+from .parallel import all_gather, pmean
+from .train import (TrainState, accuracy, apply_update, forward, gather_augment,
+                    global_batch, masked)
 
-
-def nls_loss(logits, y, hp):
-  return losses.smoothed_cross_entropy(logits, y, hp["alpha"])
+ALPHA_MODES = ("fixed", "adaptive")
+REDUCTIONS = ("mean", "sum")
 
 
 def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
-                 mix: Callable = mixing.weighted_sum):
+                 mix: Callable = mixing.weighted_sum, alpha_mode: str = "fixed",
+                 reduction: str = "mean", mask_key: str | None = None):
   """batch: {"retain": {...}, "forget": {...}} (batching.paired);
-  hp: {"alpha", "p", ...}, traceable so sweeps can vmap over it.
+  hp: {"alpha", "p"[, "beta"]}, traceable so sweeps can vmap over it.
+
+  alpha_mode "adaptive": each forget example's rate is alpha * (1 - rho_j),
+  rho_j its share of neighbours within feature distance beta in the
+  *global* retain batch (features gathered from every device), adaptive.py.
+  reduction "mean": the gradients of the batch means; "sum": of the batch
+  sums (the paper's form, METHOD.md s.9), i.e. the means times the global
+  batch sizes. `data[mask_key]` restricts the update to a 0/1 weight mask.
 
   BatchNorm running statistics are updated by the retain forward, then by the
   forget forward, as two successive forward passes of a PyTorch model would.
+  Metrics are the terms themselves, whatever the mixing rule: each set's
+  mean loss (the forget loss against its NLS targets) and accuracy, each
+  gradient's norm and the norm of the direction applied.
   """
   x_r, y_r = gather_augment(data, batch["retain"])
   x_f, y_f = gather_augment(data, batch["forget"])
+  adapt = alpha_mode == "adaptive"
 
-  grad = jax.value_and_grad(forward_loss, argnums=1, has_aux=True)
-  (l_r, (bs, acc_r)), g_r = grad(model, state.params, state.batch_stats,
-                                 x_r, y_r, ce_loss, hp)
-  (l_f, (bs, acc_f)), g_f = grad(model, state.params, bs, x_f, y_f, nls_loss, hp)
+  def retain_loss(params, bstats):
+    logits, bstats, h = forward(model, params, bstats, x_r, features=adapt)
+    return jnp.mean(losses.cross_entropy(logits, y_r)), (bstats, accuracy(logits, y_r), h)
+
+  (l_r, (bs, acc_r, h_r)), g_r = jax.value_and_grad(retain_loss, has_aux=True)(
+      state.params, state.batch_stats)
+  h_retain = all_gather(jax.lax.stop_gradient(h_r), axis_name) if adapt else None
+
+  def forget_loss(params, bstats):
+    logits, bstats, h_f = forward(model, params, bstats, x_f, features=adapt)
+    alpha = (adaptive.adaptive_alpha(h_f, h_retain, hp["alpha"], hp["beta"])
+             if adapt else hp["alpha"])
+    loss = jnp.mean(losses.smoothed_cross_entropy(logits, y_f, alpha))
+    return loss, (bstats, accuracy(logits, y_f), jnp.mean(alpha))
+
+  (l_f, (bs, acc_f, alpha_mean)), g_f = jax.value_and_grad(forget_loss, has_aux=True)(
+      state.params, bs)
   g_r, g_f, bs = pmean((g_r, g_f, bs), axis_name)
-  l_r, l_f, acc_r, acc_f = pmean((l_r, l_f, acc_r, acc_f), axis_name)
+  l_r, l_f, acc_r, acc_f, alpha_mean = pmean((l_r, l_f, acc_r, acc_f, alpha_mean),
+                                             axis_name)
+  if reduction == "sum":
+    n_r, n_f = global_batch(x_r, axis_name), global_batch(x_f, axis_name)
+    g_r = jax.tree.map(lambda g: g * n_r, g_r)
+    g_f = jax.tree.map(lambda g: g * n_f, g_f)
 
-  direction = mix(g_r, g_f, hp)
-  p = jnp.asarray(hp["p"], jnp.float32)
-  loss = p * l_r - (1.0 - p) * l_f
-  state = apply_update(state, direction, tx, bs, loss)
-  return state, {"loss": loss, "retain_loss": l_r, "forget_loss": l_f,
-                 "retain_acc": acc_r, "forget_acc": acc_f}
+  mask = None if mask_key is None else data[mask_key]
+  direction = masked(mix(g_r, g_f, hp), mask)
+  norm_r, norm_f, norm_d = (optax.tree.norm(g) for g in (g_r, g_f, direction))
+  state = apply_update(state, direction, tx, bs, (l_r, l_f, norm_r, norm_f, norm_d),
+                       mask)
+  metrics = {"retain_loss": l_r, "forget_loss": l_f, "retain_acc": acc_r,
+             "forget_acc": acc_f, "retain_grad_norm": norm_r,
+             "forget_grad_norm": norm_f, "update_norm": norm_d}
+  if adapt:
+    metrics["forget_alpha"] = alpha_mean  # the batch's mean adaptive rate
+  return state, metrics
+

@@ -1,0 +1,76 @@
+"""Draw a finished run's figures again from its files (no training, no JAX).
+
+  python -m experiments.figures experiments/results/quick_fidelity_seeds_1_2_3 --out /tmp/fig
+
+From a workdir or a results folder:
+  results.json            -> results.png   each method's signed gap to Retrain
+  [seed_<s>/]<m>/history.jsonl -> curves.png  one panel a method (--seed picks
+                                              which seed's phases; default the first)
+  [seed_<s>/]sweep_<m>.json    -> sweep_<m>.png  validation sensitivity heatmap
+
+Figures go to --out (default: the folder itself); nothing else is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ugradsl_jax import history, plots, report
+
+
+def _seed_dir(root: Path, res: dict, seed: int | None) -> Path:
+  seeds = res.get("seeds")
+  if not seeds:
+    return root
+  s = seeds[0] if seed is None else seed
+  if s not in seeds:
+    raise ValueError(f"--seed {s}: the run has seeds {', '.join(map(str, seeds))}")
+  return root / f"seed_{s}"
+
+
+def draw(root: Path, out: Path, seed: int | None = None) -> list[Path]:
+  """Every figure the files under `root` allow; returns the paths written."""
+  path = root / "results.json"
+  if not path.exists():
+    raise ValueError(f"{root}: no results.json (not a finished run)")
+  res = json.loads(path.read_text())
+  out.mkdir(parents=True, exist_ok=True)
+  written = []
+  plots.gaps(res, out / "results.png")
+  written.append(out / "results.png")
+  where = _seed_dir(root, res, seed)
+  hists = {n: history.read(where / n / history.FILE) for n in res["methods"]}
+  hists = {n: h for n, h in hists.items() if h and not isinstance(h[0].get("step"), list)}
+  if hists:
+    s = where.name.removeprefix("seed_") if where != root else res.get("seed")
+    plots.curves(hists, out / "curves.png", f"{report.title(res)}, seed {s}")
+    written.append(out / "curves.png")
+  for sweep_file in sorted(where.glob("sweep_*.json")):
+    png = out / f"{sweep_file.stem}.png"
+    plots.sweep_heatmap(json.loads(sweep_file.read_text()), png)
+    written.append(png)
+  return written
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m experiments.figures", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("run", help="a workdir or results folder holding results.json")
+  p.add_argument("--out", default=None, help="where the figures go (default: the run folder)")
+  p.add_argument("--seed", type=int, default=None, help="whose curves and sweeps (multi-seed runs)")
+  try:
+    a = p.parse_args(argv)
+    root = Path(a.run)
+    for f in draw(root, Path(a.out) if a.out else root, a.seed):
+      print(f"wrote {f}")
+    return 0
+  except (ValueError, OSError, json.JSONDecodeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

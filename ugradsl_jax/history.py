@@ -1,0 +1,59 @@
+"""A phase's metric history: one JSON line per logged step, in its directory.
+
+The file is cut back to the checkpoint a phase resumes from, so that after
+a crash it holds each step once and, the steps being deterministic, the same
+rows an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+FILE = "history.jsonl"
+
+
+def _clean(v):
+  # NaN/Inf (a diverging step) as null: strict JSON, readable anywhere.
+  if isinstance(v, float) and not math.isfinite(v):
+    return None
+  if isinstance(v, list):
+    return [_clean(x) for x in v]
+  return v
+
+
+def read(path: Path) -> list[dict]:
+  """Rows of a history file; [] when there is none. A torn last line (a
+  kill mid-write) is dropped."""
+  path = Path(path)
+  if not path.exists():
+    return []
+  rows = []
+  for line in path.read_text().splitlines():
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      break
+  return rows
+
+
+class History:
+  """Rows in memory, appended to `path` (None: memory only) as they come."""
+
+  def __init__(self, path: Path | None, resume_step: int = 0):
+    self.path = None if path is None else Path(path)
+    self.rows = [] if self.path is None else \
+        [r for r in read(self.path) if r["step"] <= resume_step]
+    if self.path is not None:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = self.path.with_suffix(".tmp")
+      tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+      tmp.replace(self.path)
+
+  def append(self, row: dict) -> None:
+    row = {k: _clean(v) for k, v in row.items()}
+    self.rows.append(row)
+    if self.path is not None:
+      with self.path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
