@@ -5,9 +5,10 @@
   python -m benchmarks.rte --preset paper --methods ugradsl --width 64   # (GPU)
 
 JAX: the library's own methods (ugradsl_jax.methods) on a temporary workdir,
-so RTE is what an experiment reports (the step loop with its NaN checks and
-checkpoints, compile excluded and reported apart). SalUn's saliency mask is
-outside its RTE, as in the library; `mask_s` gives it.
+so RTE is the phase's step loop (compile, NaN checks and checkpoint saves
+excluded and reported apart: compile_s, io_s). SalUn's saliency mask is
+outside this column on both sides; `mask_s` gives it (an experiment's
+results add it to SalUn's RTE).
 PyTorch: torch_ref's steps on the same index schedule (ugradsl_jax.batching),
 same split, same recipe. With --torch-steps K > 0 only the first K steps are
 timed and RTE is projected to the full schedule (median step x steps); 0 runs

@@ -14,6 +14,8 @@ non-members are validation images. The setting with the smallest mean
 validation Avg. Gap against Retrain is chosen (protocol.tune). The test set
 plays no part in the choice and is neither printed nor in tune_<method>.json:
 copy the choice into configs.py and let the experiment report the test set.
+A grid over alpha, p or beta is also written as a sensitivity map,
+sweep_<method>.json / .png (validation means; other fields at the choice).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from . import unlearn as cli  # requests the host devices before JAX starts
 
-from ugradsl_jax import configs, datasets, protocol  # noqa: E402
+from ugradsl_jax import configs, datasets, plots, protocol  # noqa: E402
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -91,6 +93,11 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(res, indent=1))
     print(f"\n## {a.method}, seeds {a.seeds}, chosen on validation\n\n{table(res)}\n"
           f"\nwrote {out}")
+    sweep = protocol.tune_sensitivity(res, cfg.methods[a.method])
+    if sweep is not None:  # the grid over alpha / p / beta as a heatmap
+      (workdir / f"sweep_{a.method}.json").write_text(json.dumps(sweep, indent=1))
+      plots.sweep_heatmap(sweep, workdir / f"sweep_{a.method}.png")
+      print(f"wrote {workdir}/sweep_{a.method}.json, sweep_{a.method}.png")
     return 0
   except (cli.UsageError, *cli.USER_ERRORS) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -451,6 +451,14 @@ def test_adaptive_rate_end_to_end_with_a_beta_sweep(shared_tar, few_run, tmp_pat
   alpha = row["hparams"]["alpha"]
   assert rows and all(r["forget_alpha"][1] == 0.0 for r in rows)
   assert all(alpha <= r["forget_alpha"][0] < 0.9 * alpha for r in rows)
+  # Second code path: with (almost) no neighbours the adaptive rate is the
+  # fixed one, and the run draws the fixed run's batches, so the beta = 0
+  # member ends where few_run's fixed-rate UGradSL+ does.
+  fixed = json.loads((few_run / "results.json").read_text())["methods"]["ugradsl_plus"]["val"]
+  sweep = json.loads((wd / "sweep_ugradsl_plus.json").read_text())
+  b0 = next(t for t in sweep["trials"] if t["beta"] == 0.0)["val"]
+  for k in ("UA", "RA", "TA"):
+    assert b0[k] == pytest.approx(fixed[k], abs=2.8)  # one example of 36 forget images
 
 
 @pytest.mark.parametrize("mode,method", [("pmap", "ga"), ("shard_map", "ugradsl_plus")])

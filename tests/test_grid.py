@@ -214,7 +214,7 @@ def test_quick_preset_sizes_the_cells():
   assert cls.forget_fraction is None
   # Class-wise has its own values chosen on validation; random keeps its own.
   assert (cls.methods["ugradsl"].lr, cls.methods["ugradsl"].alpha) == (2e-3, -0.5)
-  assert (c10.methods["ugradsl"].lr, c10.methods["ugradsl"].alpha) == (5e-3, -0.5)
+  assert (c10.methods["ugradsl"].lr, c10.methods["ugradsl"].alpha) == (0.01, -0.2)
   assert cls.pretrain == c10.pretrain
   assert configs.get("paper", "cifar10", "random", "vit").width == 192
   for bad, flag in ((("quick", "imagenet"), "--dataset"), (("quick", "cifar10", "groups"), "--scenario"),

@@ -36,3 +36,28 @@ def test_tune_bad_grid_is_one_line(tmp_path):
   assert p.stderr.strip().splitlines() == [p.stderr.strip()]
   assert "--grid 'speed=1,2'" in p.stderr and "Traceback" not in p.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_tuning_grid_as_a_sensitivity_map():
+  """alpha x p x lr tuned: the map holds alpha x p at the chosen lr, with the
+  rows' mean validation scores; a grid without alpha / p / beta has none."""
+  from ugradsl_jax import configs, protocol
+  recipe = configs.get("smoke").methods["ugradsl"]
+  rows = []
+  for a in (-1.0, -0.5):
+    for p in (0.5, 0.9):
+      for lr in (1e-3, 1e-2):
+        gap = abs(a + 0.5) + abs(p - 0.9) + (lr == 1e-3)
+        rows.append({"setting": {"alpha": a, "p": p, "lr": lr}, "diverged": False,
+                     "avg_gap": gap, "val": {"UA": 10 * a, "MIA": 1.0, "RA": p, "TA": lr}})
+  res = {"method": "ugradsl", "preset": "smoke", "seeds": [4, 5], "rows": rows,
+         "grid": {"alpha": [-1.0, -0.5], "p": [0.5, 0.9], "lr": [1e-3, 1e-2]},
+         "best": {"alpha": -0.5, "p": 0.9, "lr": 1e-2}, "selected_by": "x"}
+  sw = protocol.tune_sensitivity(res, recipe)
+  assert sw["axes"] == {"alpha": [-1.0, -0.5], "p": [0.5, 0.9]}
+  assert sw["chosen"] == {"alpha": -0.5, "p": 0.9}
+  assert len(sw["trials"]) == 4 and all(t["val"]["TA"] == 1e-2 for t in sw["trials"])
+  best = min(sw["trials"], key=lambda t: t["val_avg_gap"])
+  assert (best["alpha"], best["p"], best["val_avg_gap"]) == (-0.5, 0.9, 0.0)
+  assert "lr 0.01" in sw["title"]
+  assert protocol.tune_sensitivity({**res, "grid": {"lr": [1e-3]}}, recipe) is None

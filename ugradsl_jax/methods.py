@@ -311,7 +311,9 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
   rb = ctx.batch_for(m.batch_size, s.retain, f"--{name}_batch_size")
   fb = ctx.batch_for(m.forget_batch_size or m.batch_size, s.forget,
                      f"--{name} forget batch size")
-  stream = zlib.crc32(name.encode())
+  # An adaptive row draws its batches as its fixed-rate twin does, so the
+  # two differ in the rate alone (a paired comparison, not two data orders).
+  stream = zlib.crc32(name.removesuffix("_adaptive").encode())
   if primary == "forget":
     batches, spe = batching.paired(s.forget, s.retain, fb, rb,
                                    ctx.cfg.seed, ("forget", "retain"), stream, m.augment)

@@ -260,6 +260,33 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   return res
 
 
+def tune_sensitivity(res: dict, recipe) -> dict | None:
+  """A tuning run as a sensitivity map (the format of sweep_<method>.json):
+  mean validation scores over alpha x p (x beta), the other grid fields held
+  at the chosen values. None when the grid varies none of them."""
+  axes = ("alpha", "p", "beta")
+  if not any(a in res["grid"] for a in axes):
+    return None
+  fixed = {k: v for k, v in res["best"].items() if k not in axes}
+  keys = ("alpha", "p", "beta") if recipe.alpha_mode == "adaptive" else ("alpha", "p")
+  trials = []
+  for r in res["rows"]:
+    if any(r["setting"].get(k) != v for k, v in fixed.items()):
+      continue
+    full = {k: r["setting"].get(k, getattr(recipe, k)) for k in keys}
+    trials.append({**full, "diverged": r["diverged"], "val_avg_gap": r["avg_gap"],
+                   "val": r["val"]})
+  chosen = {k: res["best"].get(k, getattr(recipe, k)) for k in keys}
+  held = ", ".join(f"{k} {v}" for k, v in fixed.items())
+  return {"method": res["method"],
+          "title": f"{report.title(res)}, mean of seeds {', '.join(map(str, res['seeds']))}"
+                   + (f", {held}" if held else ""),
+          "alpha_mode": recipe.alpha_mode, "seeds": res["seeds"],
+          "axes": {k: sorted({t[k] for t in trials}) for k in keys},
+          "trials": trials, "chosen": chosen,
+          "selected_by": res["selected_by"]}
+
+
 def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
   """curves.png from each method's history.jsonl (a sweep has none: its K
   runs are K curves). Returns the histories drawn."""
@@ -362,6 +389,8 @@ def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str
     rows.append(row)
   ok = [r for r in rows if not r["diverged"]] or rows
   best = min(ok, key=lambda r: r["avg_gap"])
+  for r in rows:  # the validation scores' means, as a sweep's trials hold them
+    r["val"] = {k: r[k] for k in ("UA", "MIA", "RA", "TA")}
   return {"method": method, "preset": cfg.preset, "dataset": cfg.dataset,
           "scenario": cfg.scenario, "model": cfg.model, "seeds": seeds, "grid": grid,
           "selected_by": "mean validation Avg. Gap against Retrain",
