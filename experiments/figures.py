@@ -7,6 +7,7 @@ From a workdir or a results folder:
   [seed_<s>/]<m>/history.jsonl -> curves.png  one panel a method (--seed picks
                                               which seed's phases; default the first)
   [seed_<s>/]sweep_<m>.json    -> sweep_<m>.png  validation sensitivity heatmap
+(a tuning folder, with sweep_<m>.json and no results.json: the heatmaps only)
 
 Figures go to --out (default: the folder itself); nothing else is written.
 """
@@ -34,11 +35,14 @@ def _seed_dir(root: Path, res: dict, seed: int | None) -> Path:
 def draw(root: Path, out: Path, seed: int | None = None) -> list[Path]:
   """Every figure the files under `root` allow; returns the paths written."""
   path = root / "results.json"
-  if not path.exists():
-    raise ValueError(f"{root}: no results.json (not a finished run)")
-  res = json.loads(path.read_text())
+  if not path.exists() and not any(root.glob("sweep_*.json")):
+    raise ValueError(f"{root}: no results.json or sweep_*.json (not a finished run "
+                     "or tuning)")
   out.mkdir(parents=True, exist_ok=True)
   written = []
+  if not path.exists():  # a tuning folder: its sensitivity maps only
+    return _sweeps(root, out)
+  res = json.loads(path.read_text())
   plots.gaps(res, out / "results.png")
   written.append(out / "results.png")
   where = _seed_dir(root, res, seed)
@@ -48,6 +52,11 @@ def draw(root: Path, out: Path, seed: int | None = None) -> list[Path]:
     s = where.name.removeprefix("seed_") if where != root else res.get("seed")
     plots.curves(hists, out / "curves.png", f"{report.title(res)}, seed {s}")
     written.append(out / "curves.png")
+  return written + _sweeps(where, out)
+
+
+def _sweeps(where: Path, out: Path) -> list[Path]:
+  written = []
   for sweep_file in sorted(where.glob("sweep_*.json")):
     png = out / f"{sweep_file.stem}.png"
     plots.sweep_heatmap(json.loads(sweep_file.read_text()), png)

@@ -431,6 +431,13 @@ def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
   p = subprocess.run([sys.executable, "-m", "experiments.figures", str(tmp_path / "nothing")],
                      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no results.json" in p.stderr
+  # A tuning folder (sweep files only): its heatmaps.
+  tune_dir = tmp_path / "tune"
+  tune_dir.mkdir()
+  shutil.copy(wd / "sweep_ugradsl.json", tune_dir)
+  assert subprocess.run([sys.executable, "-m", "experiments.figures", str(tune_dir)], cwd=ROOT,
+                        capture_output=True, timeout=300).returncode == 0
+  assert (tune_dir / "sweep_ugradsl.png").stat().st_size > 10_000
 
 
 def test_adaptive_rate_end_to_end_with_a_beta_sweep(shared_tar, few_run, tmp_path):
