@@ -46,8 +46,7 @@ def draw(root: Path, out: Path, seed: int | None = None) -> list[Path]:
   plots.gaps(res, out / "results.png")
   written.append(out / "results.png")
   where = _seed_dir(root, res, seed)
-  hists = {n: history.read(where / n / history.FILE) for n in res["methods"]}
-  hists = {n: h for n, h in hists.items() if h and not isinstance(h[0].get("step"), list)}
+  hists = history.of_phases(where, res["methods"])
   if hists:
     s = where.name.removeprefix("seed_") if where != root else res.get("seed")
     plots.curves(hists, out / "curves.png", f"{report.title(res)}, seed {s}")

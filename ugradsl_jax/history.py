@@ -57,3 +57,10 @@ class History:
     if self.path is not None:
       with self.path.open("a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def of_phases(workdir: Path, names) -> dict[str, list[dict]]:
+  """The histories of the named phases under `workdir` that have one, a
+  sweep's left out (its K runs log K values a row: not one curve)."""
+  hists = {n: read(Path(workdir) / n / FILE) for n in names}
+  return {n: h for n, h in hists.items() if h and not isinstance(h[0].get("step"), list)}

@@ -290,8 +290,7 @@ def tune_sensitivity(res: dict, recipe) -> dict | None:
 def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
   """curves.png from each method's history.jsonl (a sweep has none: its K
   runs are K curves). Returns the histories drawn."""
-  hists = {n: history.read(Path(workdir) / n / history.FILE) for n in names}
-  hists = {n: h for n, h in hists.items() if h and not isinstance(h[0].get("step"), list)}
+  hists = history.of_phases(workdir, names)
   if hists:
     plots.curves(hists, Path(workdir) / "curves.png", title)
   return hists
