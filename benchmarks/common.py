@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.report import machine
+from ugradsl_jax.report import machine
 
 ALPHA, P = -1.0, 0.5
 

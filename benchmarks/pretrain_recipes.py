@@ -24,28 +24,34 @@ from pathlib import Path
 from . import common
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-TOP = {"width": int, "model": str, "train_per_class": int}
+TOP = {"width": int, "depth": int, "train_per_class": int}
+# Text data sets: the TextCfg fields ("remove" as parts joined by "+", e.g.
+# headers+footers, or "none").
+TEXT = {"vocab_size": int, "max_len": int,
+        "remove": lambda s: () if s == "none" else tuple(s.split("+"))}
 TRAIN = {"epochs": int, "lr": float, "batch_size": int, "schedule": str,
          "momentum": float, "nesterov": lambda s: s.lower() in ("1", "true"),
          "weight_decay": float,
          "augment": lambda s: "flip" if s == "flip" else s.lower() in ("1", "true")}
 
 
-def parse_variants(spec: str) -> list[tuple[str, dict, dict]]:
-  """"name:k=v,k=v;name2:..." -> [(name, top-level changes, TrainCfg changes)]."""
+def parse_variants(spec: str) -> list[tuple[str, dict, dict, dict]]:
+  """"name:k=v,k=v;name2:..." -> [(name, top-level, TrainCfg, TextCfg changes)]."""
   out = []
   for item in filter(None, (s.strip() for s in spec.split(";"))):
     name, _, body = item.partition(":")
-    top, tr = {}, {}
+    top, tr, tx = {}, {}, {}
     for kv in filter(None, (s.strip() for s in body.split(","))):
       k, _, v = kv.partition("=")
       if k in TOP:
         top[k] = TOP[k](v)
+      elif k in TEXT:
+        tx[k] = TEXT[k](v)
       elif k in TRAIN:
         tr[k] = TRAIN[k](v)
       else:
         raise SystemExit(f"variant {name!r}: unknown field {k!r}")
-    out.append((name, top, tr))
+    out.append((name, top, tr, tx))
   return out
 
 
@@ -54,6 +60,8 @@ def main(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   a.add_argument("--data", default=str(DEFAULT_DATA))
   a.add_argument("--preset", default="quick")
+  a.add_argument("--dataset", default="cifar10")
+  a.add_argument("--model", default="resnet18")
   a.add_argument("--variants", default="base:")
   a.add_argument("--seed", type=int, default=1)
   a.add_argument("--json", default=None, help="rewritten after every variant")
@@ -63,12 +71,15 @@ def main(argv=None):
   from experiments import cifar_random_forget  # noqa: F401  (requests host devices)
   from ugradsl_jax import configs, datasets, methods as M, metrics, protocol
 
-  data = datasets.load("cifar10", args.data)
+  base = configs.get(args.preset, args.dataset, model=args.model)
   rows = []
-  for name, top, tr in parse_variants(args.variants):
-    cfg = configs.get(args.preset)
+  for name, top, tr, tx in parse_variants(args.variants):
+    cfg = base
+    if tx:
+      top = {**top, "text": dataclasses.replace(cfg.text, **tx)}
     cfg = dataclasses.replace(cfg, seed=args.seed, **top,
                               pretrain=dataclasses.replace(cfg.pretrain, **tr))
+    data = datasets.load(args.dataset, args.data, text=cfg.text)
     configs.validate(cfg)
     ctx = protocol.context(cfg, data, None, progress=False)
     split = ctx.split
@@ -81,6 +92,7 @@ def main(argv=None):
         / (len(split.forget) + len(split.retain))
     o = ph.outcome
     row = {"variant": name, "width": cfg.width, "model": cfg.model,
+           "text": None if cfg.text is None else dataclasses.asdict(cfg.text),
            "train_images": len(split.train), **dataclasses.asdict(cfg.pretrain),
            "images": o["steps"] * cfg.pretrain.batch_size, "run_s": o["rte_s"],
            "compile_s": o["compile_s"], "diverged": o["diverged"],

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     grid = parse_grid(a.grid)
     cfg = cli.config_from_args(a)  # the experiment's flag handling: same cell, same preset
     workdir = Path(a.workdir or f"runs/tune_{a.preset}")
-    data = datasets.load(cfg.dataset, a.data_dir)
+    data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
     res = protocol.tune(cfg, data, workdir, a.method, grid, seeds,
                         progress=not a.no_progress,
                         log=lambda s: print(s, flush=True))

@@ -203,7 +203,7 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     names = parse_methods(a.methods)
     seeds = parse_seeds(a)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")
-    data = datasets.load(cfg.dataset, a.data_dir)
+    data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
 
     def show(res):
       print(f"\n## seed {res['seed']}\n\n" + report.table(res["methods"]), flush=True)

@@ -297,6 +297,12 @@ BAD_GRID = [
     # The CIFAR-10 copy named as CIFAR-100: its class count does not match.
     (["--dataset", "cifar100", "--forget_subclass", "rocket"],
      "10 class folders, expected 100 for --dataset cifar100"),
+    # Text: a model for the other modality, and images given as posts.
+    (["--model", "transformer"], "--model transformer reads text but --dataset cifar10 holds images"),
+    (["--dataset", "20newsgroups"], "--model resnet18 reads images but --dataset 20newsgroups "
+                                    "holds text; models for it: transformer"),
+    (["--dataset", "20newsgroups", "--model", "transformer"],
+     "train/ has 10 newsgroup folders, expected 20"),
 ]
 
 

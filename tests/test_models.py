@@ -96,7 +96,7 @@ def test_forward_shape_dtype_finite(name, size, image):
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v["params"]))
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", models.IMAGE_NAMES)
 def test_bfloat16_compute_keeps_float32_params_and_logits(name):
   model = models.build(name, num_classes=10, tiny=True, dtype=jnp.bfloat16, **CIFAR)
   v, y = _init_apply(model, _key(), _images(2, 32))
@@ -104,7 +104,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v["params"]))
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", models.IMAGE_NAMES)
 def test_batch_stats_collection_and_training_call(name):
   """The training step's call pattern works for every family; for the ViT
   (no BatchNorm) it returns {"batch_stats": {}} when given an empty one."""
@@ -154,7 +154,7 @@ def test_unknown_name_raises_model_error():
   assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", models.IMAGE_NAMES)
 def test_mean_std_are_used(name):
   key, x = _key(), _images(2, 32, seed=5)
   _, y = _init_apply(models.build(name, num_classes=10, tiny=True, **CIFAR), key, x)

@@ -1,7 +1,9 @@
 """Data sets by name: uint8 image arrays with their class count, class names,
-normalisation and (CIFAR-100) coarse labels.
+normalisation and (CIFAR-100) coarse labels; or, for text (20 Newsgroups),
+int32 token ids with their vocabulary (text.py).
 
   load("cifar100", "path/to/cifar100.tar.gz") -> Dataset
+  load("20newsgroups", "path/to/20news-bydate.tar.gz", text=cfg.text) -> Dataset
 
 Sources, whatever the data set:
   None                 tfds by name (downloads where there is internet)
@@ -55,6 +57,12 @@ class Dataset:
   train_coarse: np.ndarray | None = None  # CIFAR-100 superclasses
   test_coarse: np.ndarray | None = None
   coarse_names: tuple | None = None
+  vocab_size: int | None = None      # text: token ids are in [0, vocab_size)
+  tokenizer_json: str | None = None  # text: the tokenizer, serialised
+
+  @property
+  def modality(self) -> str:
+    return "text" if self.vocab_size is not None else "image"
 
   @property
   def num_classes(self) -> int:
@@ -120,13 +128,14 @@ class Spec:
   title: str               # "CIFAR-10", goes into the source label
   tfds_name: str | None
   num_classes: int
-  image_shape: tuple       # (H, W, C) of every image
+  image_shape: tuple | None  # (H, W, C) of every image; None for text
   mean: tuple
   std: tuple
   class_names: tuple | None = None   # None: taken from the folders / tfds
   coarse: bool = False               # has CIFAR-100's superclasses
   folder_loader: Callable | None = None  # a layout of its own (Tiny-ImageNet)
   download_host: str | None = None   # checked before a tfds download
+  modality: str = "image"            # "image" | "text" (the models that fit)
 
 
 # Channel statistics of each training set, in [0, 1] units: the values the
@@ -155,6 +164,9 @@ REGISTRY: dict[str, Spec] = {
                  download_host="ufldl.stanford.edu"),
     "tiny_imagenet": Spec("Tiny-ImageNet", None, 200, (64, 64, 3), *_TINY,
                           folder_loader=_tiny_imagenet_loader),
+    # 20 Newsgroups, "bydate" (scikit-learn's split): 11,314 / 7,532 posts.
+    "20newsgroups": Spec("20 Newsgroups", None, 20, None, (), (),
+                         download_host="ndownloader.figshare.com", modality="text"),
 }
 NAMES = tuple(REGISTRY)
 
@@ -165,10 +177,18 @@ def spec(name: str) -> Spec:
   return REGISTRY[name]
 
 
-def load(name: str = "cifar10", data_dir: str | None = None) -> Dataset:
-  """Loads data set `name` from `data_dir` (or $UGRADSL_DATA_DIR), else tfds."""
+def load(name: str = "cifar10", data_dir: str | None = None, text=None) -> Dataset:
+  """Loads data set `name` from `data_dir` (or $UGRADSL_DATA_DIR), else tfds
+  (text: scikit-learn). `text`: the config's text options (configs.TextCfg),
+  which a text data set needs: they decide its tokens."""
   s = spec(name)
   data_dir = data_dir or os.environ.get(DATA_ENV) or None
+  if s.modality == "text":
+    from . import text as text_lib
+    path = None if data_dir is None else Path(data_dir).expanduser()
+    if path is not None and not path.exists():
+      raise DataError(f"--data_dir {data_dir}: no such file or directory")
+    return text_lib.load_20newsgroups(path, s, text, name)
   if data_dir is None:
     if s.tfds_name is None:
       raise DataError(f"--dataset {name}: has no tfds source; pass --data_dir "

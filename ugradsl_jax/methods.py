@@ -67,7 +67,8 @@ class Context:
     axis = self.par.axis_name if axis_name == "unset" else axis_name
     c, d = self.cfg, self.data
     return models.build(c.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
-                        width=c.width, depth=c.depth, tiny=c.tiny, axis_name=axis)
+                        width=c.width, depth=c.depth, tiny=c.tiny, axis_name=axis,
+                        vocab_size=d.vocab_size)
 
   def seed_for(self, name: str) -> int:
     return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
@@ -163,7 +164,7 @@ def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
   schedule = train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones)
   tx = train.sgd(schedule, t.momentum, t.weight_decay, t.nesterov)
   variables = train.init_variables(ctx.model(None), ctx.seed_for(name),
-                                   ctx.data.input_shape)
+                                   ctx.data.input_shape, ctx.data.train_x.dtype)
   state0 = train.create_state(variables["params"], variables["batch_stats"], tx)
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx)
   return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t,

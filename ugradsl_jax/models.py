@@ -1,4 +1,5 @@
-"""Model registry: ResNet-18 (CIFAR variant), VGG-16-BN and a small ViT.
+"""Model registry: ResNet-18 (CIFAR variant), VGG-16-BN and a small ViT for
+images; a BERT-style encoder (`transformer`) for token ids.
 
 Every model takes uint8 NHWC images of any spatial size (32x32 CIFAR, 64x64
 Tiny-ImageNet), normalises them inside with per-channel `mean`/`std` given in
@@ -7,6 +8,7 @@ float32; `dtype` is the compute dtype. Build one with `build(name, ...)`.
 Each sows its penultimate features (the head's input) as
 ("intermediates", "features"), which costs nothing unless a caller makes
 that collection mutable (the adaptive smoothing rate reads them).
+The text model takes int token ids [B, L] instead (0 = padding).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NAMES = ("resnet18", "vgg16", "vit")
+IMAGE_NAMES = ("resnet18", "vgg16", "vit")
+TEXT_NAMES = ("transformer",)
+NAMES = IMAGE_NAMES + TEXT_NAMES
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -158,12 +162,13 @@ class EncoderBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
+    """mask: None, or [B, 1, L, L] bool, True where a query may attend a key."""
     width = x.shape[-1]
     y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.heads, qkv_features=width, dtype=self.dtype,
-        kernel_init=_DENSE_INIT, deterministic=True)(y, y)
+        kernel_init=_DENSE_INIT, deterministic=True)(y, y, mask=mask)
     x = x + y
     y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
     y = nn.Dense(self.mlp_ratio * width, dtype=self.dtype, kernel_init=_DENSE_INIT)(y)
@@ -225,11 +230,67 @@ class ViT(nn.Module):
                     name="head")(x[:, 0]).astype(jnp.float32)
 
 
+# ---------------------------------------------------------------- text model
+
+PAD_ID = 0  # as text.PAD_ID (a test holds them equal); no tokenizers import here
+
+
+class TextTransformer(nn.Module):
+  """BERT-style encoder classifier over token ids, trained from scratch.
+
+  Token embeddings + learned position embeddings (sized at init from the
+  input length), `depth` pre-LN blocks (the ViT's EncoderBlock: MHSA + GELU
+  MLP) whose attention skips padding (id 0), final LayerNorm, and a Dense
+  head on a pooled vector: "mean" over the non-padding tokens (default:
+  trains faster from scratch) or "cls", the first token (text.py puts
+  [CLS] there). LayerNorm, no BatchNorm: only "params" exists, and, as for
+  the ViT, `train` and `axis_name` are accepted and unused (no dropout).
+  """
+  vocab_size: int
+  width: int = 128
+  depth: int = 2
+  heads: int | None = None
+  mlp_ratio: int = 4
+  pool: str = "mean"
+  num_classes: int = 20
+  axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens, train: bool):
+    del train
+    heads = self.heads if self.heads is not None else max(1, self.width // 64)
+    if self.width % heads:
+      raise ModelError(f"--model transformer: width {self.width} is not divisible "
+                       f"by {heads} heads")
+    if self.pool not in ("mean", "cls"):
+      raise ModelError(f"--model transformer: pool {self.pool!r}: mean or cls")
+    keep = tokens != PAD_ID                                   # [B, L]
+    x = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02),
+                 name="token_embed")(tokens.astype(jnp.int32)).astype(self.dtype)
+    pos = self.param("pos_embed", nn.initializers.normal(0.02),
+                     (1, tokens.shape[1], self.width), jnp.float32)
+    x = x + pos.astype(self.dtype)
+    mask = nn.make_attention_mask(keep, keep)                 # [B, 1, L, L]
+    for _ in range(self.depth):
+      x = EncoderBlock(heads, self.mlp_ratio, self.dtype)(x, mask)
+    x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(x)
+    if self.pool == "cls":
+      feats = x[:, 0]
+    else:  # an all-padding row (eval padding) pools to 0, not NaN
+      w = keep.astype(x.dtype)[..., None]
+      feats = jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1)
+    self.sow("intermediates", "features", feats)
+    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_DENSE_INIT,
+                    name="head")(feats).astype(jnp.float32)
+
+
 # ------------------------------------------------------------------- registry
 
 def build(name: str, *, num_classes: int, mean: tuple, std: tuple,
           width: int | None = None, depth: int | None = None, tiny: bool = False,
-          axis_name: str | None = None, dtype=jnp.float32) -> nn.Module:
+          axis_name: str | None = None, dtype=jnp.float32,
+          vocab_size: int | None = None) -> nn.Module:
   """The model `name` (one of NAMES). width/depth None = the family default.
 
   resnet18: width 64 (tiny: the two-stage ResNetTiny, width 4); depth ignored.
@@ -237,7 +298,20 @@ def build(name: str, *, num_classes: int, mean: tuple, std: tuple,
             depth ignored.
   vit:      width (embedding dim) 192, depth 6, heads width // 64, patch 4
             (tiny: width 16, depth 1, heads 2).
+  transformer: needs `vocab_size`; width 128, depth 2, heads width // 64,
+            mean pooling (tiny: width 16, depth 1, heads 2); mean/std unused.
   """
+  if name == "transformer":
+    if not vocab_size:
+      raise ModelError("--model transformer reads token ids: it needs the data "
+                       "set's vocabulary size (a text data set)")
+    kw = dict(num_classes=num_classes, axis_name=axis_name, dtype=dtype,
+              vocab_size=int(vocab_size))
+    if tiny:
+      return TextTransformer(width=16 if width is None else width,
+                             depth=1 if depth is None else depth, heads=2, **kw)
+    return TextTransformer(width=128 if width is None else width,
+                           depth=2 if depth is None else depth, **kw)
   mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
   common = dict(num_classes=num_classes, mean=mean, std=std, axis_name=axis_name,
                 dtype=dtype)

@@ -40,12 +40,13 @@ def _jitted_init(model):
   return jax.jit(functools.partial(model.init, train=False))
 
 
-def init_variables(model, seed: int, input_shape=(32, 32, 3)):
+def init_variables(model, seed: int, input_shape=(32, 32, 3), input_dtype=jnp.uint8):
   """{"params", "batch_stats"} (batch_stats {} for a model without BatchNorm).
+  input_shape / input_dtype: one example's (images: uint8 HWC; text: int32 [L]).
 
   Jitted init from an "rbg" key: XLA:CPU compiles threefry-based
   initialisation of a ResNet-18 ~5x slower (22 s vs 4.5 s measured here)."""
-  dummy = jnp.zeros((1, *input_shape), jnp.uint8)
+  dummy = jnp.zeros((1, *input_shape), input_dtype)
   key = jax.random.key(seed, impl="rbg")
   variables = _jitted_init(model)(key, dummy)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
