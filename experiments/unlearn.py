@@ -79,6 +79,9 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--num_devices", type=int, default=None,
                  help="devices for pmap / shard_map (default all local devices)")
   p.add_argument("--width", type=int, default=None)
+  p.add_argument("--dtype", default=None,
+                 help="float32 | bfloat16: compute dtype (params and optimizer "
+                      "state stay float32; default float32)")
   p.add_argument("--pretrain_epochs", type=int, default=None)
   p.add_argument("--pretrain_lr", type=_float, default=None)
   p.add_argument("--pretrain_batch_size", type=int, default=None)
@@ -150,7 +153,7 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
   if _get(a, "forget_class") is not None:
     over["forget_classes"] = _int_list("--forget_class", a.forget_class)
   for flag in ("forget_subclass", "forget_fraction", "width", "depth", "parallel",
-               "num_devices"):
+               "num_devices", "dtype"):
     if _get(a, flag) is not None:
       over[flag] = _get(a, flag)
   for flag in ("sweep_alpha", "sweep_p", "sweep_beta"):

@@ -82,6 +82,7 @@ METHOD_FIELDS = {"lr": float, "epochs": int, "batch_size": int, "alpha": float,
                  "reduction": str}
 ALPHA_MODES = ("fixed", "adaptive")  # as unlearn.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
+DTYPES = ("float32", "bfloat16")
 # The methods whose forget batch is paired with a retain batch and that take
 # a smoothing rate: the adaptive rate and the vmapped sweeps are theirs.
 ADAPTIVE_METHODS = ("ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive")
@@ -121,6 +122,10 @@ class Config:
   seed: int = 1
   parallel: str = "none"              # pmap | shard_map | none
   num_devices: int | None = None      # pmap / shard_map: None = all local devices
+  # Compute dtype of the forward and backward passes: "float32" or
+  # "bfloat16" (mixed precision: parameters, optimizer state, BatchNorm
+  # statistics, logits and losses stay float32).
+  dtype: str = "float32"
   ckpt_every: int = 100
   eval_batch: int = 1000
   # Vmapped sweep for ugradsl / ugradsl_plus: K settings trained at once, the
@@ -407,6 +412,8 @@ def validate(cfg: Config) -> None:
     if aug not in (True, False, "flip"):
       raise ConfigError(f"{what} {aug!r}: must be True, False or 'flip'")
   pos(cfg.log_every, "log_every")
+  if cfg.dtype not in DTYPES:
+    raise ConfigError(f"--dtype {cfg.dtype!r}: must be one of {', '.join(DTYPES)}")
   for what, vals in (("--sweep_alpha", cfg.sweep_alpha), ("--sweep_p", cfg.sweep_p),
                      ("--sweep_beta", cfg.sweep_beta)):
     for v in vals or ():

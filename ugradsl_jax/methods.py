@@ -44,6 +44,7 @@ class Context:
   par: Parallel
   workdir: Path | None  # None: phases are not saved (screening, benchmarks)
   progress: bool = True
+  probe: Callable[[float], None] | None = None  # train.fit's speed probe, every phase
   _device_data: dict | None = None
 
   @functools.cached_property
@@ -68,7 +69,7 @@ class Context:
     c, d = self.cfg, self.data
     return models.build(c.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
                         width=c.width, depth=c.depth, tiny=c.tiny, axis_name=axis,
-                        vocab_size=d.vocab_size)
+                        vocab_size=d.vocab_size, dtype=jnp.dtype(c.dtype))
 
   def seed_for(self, name: str) -> int:
     return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
@@ -79,7 +80,9 @@ class Context:
     return {"phase": name, "recipe": recipe, "model": self.cfg.model,
             "tiny": self.cfg.tiny, "width": self.cfg.width, "depth": self.cfg.depth,
             "num_classes": self.data.num_classes, "seed": self.cfg.seed,
-            "data": self.data_id, "split": fingerprint(self.split)}
+            "data": self.data_id, "split": fingerprint(self.split),
+            # Only when not float32, so workdirs from before the flag stay valid.
+            **({"dtype": self.cfg.dtype} if self.cfg.dtype != "float32" else {})}
 
   def batch_for(self, size: int, indices, what: str) -> int:
     """`size`, or, when the set is smaller than one batch (the smoke preset's
@@ -120,7 +123,7 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
                           data=data, batches=batches, num_steps=num_steps,
                           images_per_step=images_per_step, hp=hp,
                           ckpt_every=ctx.cfg.ckpt_every, log_every=ctx.cfg.log_every,
-                          lr_fn=lr_fn, progress=ctx.progress)
+                          lr_fn=lr_fn, progress=ctx.progress, probe=ctx.probe)
   if ctx.workdir is None:
     res = fit(state=state0)
     return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {})})

@@ -207,7 +207,8 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
         data, batches: Callable[[int], dict], num_steps: int,
         images_per_step: int, hp=None, store=None, ckpt_every: int = 100,
         log_every: int = 10, lr_fn: Callable | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, probe: Callable[[float], None] | None = None,
+        probe_steps: int = 2) -> FitResult:
   """Runs steps state.step .. num_steps, checking for NaN/Inf and saving every
   `ckpt_every` steps. Resumable: the data order and augmentation draws are
   functions of the step, so a restored state continues exactly.
@@ -218,6 +219,8 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
   fetched after the next step is dispatched, so the device never waits
   for the host; otherwise the host syncs only at checks (fetching a bool).
   RTE (`run_s`) leaves out the checks and saves, which `io_s` reports.
+  `probe(images_per_s)`, when given, is called once, after the first
+  `probe_steps` steps (waited for: a speed estimate, e.g. for a warning).
   """
   hp = {} if hp is None else hp
   start = int(np.max(state.step))  # a stacked sweep state has K equal steps
@@ -263,6 +266,10 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
     rstate, metrics = compiled(rstate, data, par.shard(batches(step)), rhp)
     bar.update(images_per_step)
     done = step + 1
+    if probe is not None and done - start == min(probe_steps, num_steps - start):
+      jax.block_until_ready(rstate)
+      probe((done - start) * images_per_step / max(time.perf_counter() - t0, 1e-9))
+      probe = None
     if pending is not None:  # the previous logged step, while this one runs
       log(*pending)
       pending = None
