@@ -72,10 +72,12 @@ def main(argv=None) -> int:
   p.add_argument("--method", required=True, help=", ".join(configs.METHODS[1:]))
   p.add_argument("--grid", action="append", default=[], help="FIELD=v1,v2 (repeatable)")
   p.add_argument("--no_progress", action="store_true")
+  p.add_argument("--compile_cache", default=None, help="as experiments.unlearn's")
   try:
     if cli.HOST_DEVICES_ERROR:
       raise cli.UsageError(cli.HOST_DEVICES_ERROR)
     a = p.parse_args(cli.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    cli.xla_cache.enable(a.compile_cache)
     if a.method not in configs.METHODS[1:]:
       raise cli.UsageError(f"--method {a.method!r}: known {', '.join(configs.METHODS[1:])}")
     try:

@@ -29,7 +29,7 @@ try:
 except ValueError as _e:
   HOST_DEVICES_ERROR = str(_e)
 
-from ugradsl_jax import configs, datasets, mixing, protocol, report  # noqa: E402
+from ugradsl_jax import configs, datasets, mixing, protocol, report, xla_cache  # noqa: E402
 
 USER_ERRORS = protocol.USER_ERRORS
 
@@ -92,6 +92,9 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--sweep_beta", default=None,
                  help="comma list of beta (adaptive alpha_mode), crossed with the others")
   p.add_argument("--no_progress", action="store_true")
+  p.add_argument("--compile_cache", default=None,
+                 help="folder of JAX's persistent compilation cache, or off "
+                      f"(default ${xla_cache.ENV}, else ~/.cache/ugradsl_jax/xla)")
   g = p.add_argument_group(
       "per-method overrides: --<method>_<field> for the fields "
       f"{', '.join(configs.METHOD_FIELDS)} (e.g. --ugradsl_alpha -0.5, "
@@ -202,6 +205,7 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser(prog, grid_flags=dataset is None, doc=doc).parse_args(
         join_negative_values(argv))
+    xla_cache.enable(a.compile_cache)
     cfg = config_from_args(a, dataset)
     names = parse_methods(a.methods)
     seeds = parse_seeds(a)
