@@ -33,7 +33,7 @@ class JaxStepper:
 
   def __init__(self, width: int, data_x, data_y, *, lr=2e-3, kind="unlearn",
                mode="none", num_devices=None, dtype=None, arch="resnet18", seed=0,
-               tx=None):
+               tx=None, passes="two"):
     import jax
     import jax.numpy as jnp
     from ugradsl_jax import augment, mixing, models, parallel, train, unlearn
@@ -49,7 +49,7 @@ class JaxStepper:
     self.kind = kind
     if kind == "unlearn":
       step = functools.partial(unlearn.unlearn_step, model=model, tx=self.tx,
-                               mix=mixing.weighted_sum)
+                               mix=mixing.weighted_sum, passes=passes)
       self.hp = {"alpha": ALPHA, "p": P}
     else:  # plain training step
       step = functools.partial(train.descent_step, model=model, tx=self.tx)

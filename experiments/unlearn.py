@@ -92,6 +92,9 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--sweep_beta", default=None,
                  help="comma list of beta (adaptive alpha_mode), crossed with the others")
   p.add_argument("--no_progress", action="store_true")
+  p.add_argument("--passes", default=None,
+                 help="two | one | auto: the paired step's two batches in two passes "
+                      "or one vmapped pass (default two; same results)")
   p.add_argument("--compile_cache", default=None,
                  help="folder of JAX's persistent compilation cache, or off "
                       f"(default ${xla_cache.ENV}, else ~/.cache/ugradsl_jax/xla)")
@@ -156,7 +159,7 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
   if _get(a, "forget_class") is not None:
     over["forget_classes"] = _int_list("--forget_class", a.forget_class)
   for flag in ("forget_subclass", "forget_fraction", "width", "depth", "parallel",
-               "num_devices", "dtype"):
+               "num_devices", "dtype", "passes"):
     if _get(a, flag) is not None:
       over[flag] = _get(a, flag)
   for flag in ("sweep_alpha", "sweep_p", "sweep_beta"):

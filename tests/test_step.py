@@ -245,3 +245,94 @@ def test_rte_leaves_out_checkpoint_saves_and_history_is_lagged_but_complete(tmp_
     s, m = f(s, PAR.replicate(data), PAR.shard({"idx": np.arange(8 * (i % 4), 8 * (i % 4) + 8)}),
              {})
     assert float(m["train_loss"]) == pytest.approx(rows[i]["train_loss"], rel=1e-6)
+
+
+# ---------------------------------------------------------------- one pass
+
+def _paired_step(passes, mode="none", batch=None, alpha=-0.5, mix="pcgrad", steps=2):
+  model, tx, state, data = _setup()
+  par = parallel.make(mode, num_devices=None if mode == "none" else 4)
+  if mode != "none":
+    from conftest import tiny_resnet as build
+    model = build(par.axis_name)
+  step = par.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+                                    mix=mixing.RULES[mix], passes=passes))
+  rstate = par.replicate(state)
+  for i in range(steps):
+    b = batch or _paired(16 * i, 16 * i + 16, 40 - 8 * i, 56 - 8 * i)
+    rstate, m = step(rstate, par.replicate(data), par.shard(b), {"alpha": alpha, "p": 0.7})
+  return jax.device_get(par.unreplicate(rstate)), jax.device_get(par.unreplicate(m))
+
+
+def _close(a, b, rtol=2e-5, atol=2e-6):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+                               rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("mode", ["none", "pmap", "shard_map"])
+def test_one_pass_equals_two_passes(mode):
+  """Same semantics in one vmapped pass: per-set batch statistics, running
+  statistics updated retain first then forget, each term's gradient apart
+  (pcgrad reads both), two steps so the running statistics feed back."""
+  two, m2 = _paired_step("two", mode)
+  one, m1 = _paired_step("one", mode)
+  _close(one.params, two.params)
+  _close(one.batch_stats, two.batch_stats)
+  _close(one.opt_state, two.opt_state)
+  _close(m1, m2, rtol=1e-5, atol=1e-6)
+  # Negative control: the sets' roles swapped (the forget batch descended,
+  # the retain batch ascended, BatchNorm updated in the other order) differ.
+  swapped, _ = _paired_step("two", mode, batch={"retain": {"idx": np.arange(40, 56)},
+                                                "forget": {"idx": np.arange(0, 16)}},
+                            steps=1)
+  single, _ = _paired_step("one", mode, steps=1)
+  diff = max(float(np.abs(a - b).max()) for a, b in
+             zip(jax.tree.leaves(swapped.batch_stats), jax.tree.leaves(single.batch_stats)))
+  assert diff > 1e-4
+
+
+def test_one_pass_needs_equal_batches_and_a_fixed_rate():
+  unequal = _paired(0, 16, 40, 48)
+  with pytest.raises(ValueError, match="equal batches"):
+    _paired_step("one", batch=unequal, steps=1)
+  # auto falls back to two passes where one cannot serve
+  auto, _ = _paired_step("auto", batch=unequal, steps=1)
+  two, _ = _paired_step("two", batch=unequal, steps=1)
+  _close(auto.params, two.params, rtol=0, atol=0)
+  x = jnp.zeros((16, 32, 32, 3))
+  assert unlearn.one_pass_applies(x, x, "fixed")
+  assert not unlearn.one_pass_applies(x, x, "adaptive")
+  assert not unlearn.one_pass_applies(x, x[:8], "fixed")
+
+
+def test_passes_flag_is_checked_before_anything_runs(tmp_path):
+  import dataclasses
+  from ugradsl_jax import configs, protocol
+  cfg = configs.get("quick")
+  assert configs.PASSES == unlearn.PASSES and cfg.passes == "two"
+  with pytest.raises(configs.ConfigError, match="--passes 'three'"):
+    configs.validate(dataclasses.replace(cfg, passes="three"))
+  # UGradSL+ of the quick preset pairs 256 retain with 64 forget images.
+  ctx = protocol.context(dataclasses.replace(configs.get("smoke"), passes="one"),
+                         _fake_data(), tmp_path)
+  ctx.cfg = dataclasses.replace(ctx.cfg, methods={
+      **ctx.cfg.methods, "ugradsl_plus": dataclasses.replace(
+          ctx.cfg.methods["ugradsl_plus"], forget_batch_size=8)})
+  with pytest.raises(configs.ConfigError, match="ugradsl_plus needs a fixed rate and equal"):
+    protocol.preflight(ctx, ["retrain", "ugradsl", "ugradsl_plus"])
+  with pytest.raises(configs.ConfigError, match="ugradsl_adaptive needs a fixed rate"):
+    protocol.preflight(ctx, ["retrain", "ugradsl_adaptive"])
+  protocol.preflight(ctx, ["retrain", "ugradsl"])  # equal batches, fixed rate: fine
+  assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def _fake_data():
+  from ugradsl_jax import datasets
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(10), 50).astype(np.int32)
+  return datasets.Dataset("cifar10", rng.integers(0, 256, (500, 32, 32, 3), dtype=np.uint8),
+                          y, rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
+                          np.repeat(np.arange(10), 10).astype(np.int32),
+                          class_names=tuple("abcdefghij"), mean=(0.5,) * 3, std=(0.25,) * 3,
+                          source="fake")

@@ -83,6 +83,7 @@ METHOD_FIELDS = {"lr": float, "epochs": int, "batch_size": int, "alpha": float,
 ALPHA_MODES = ("fixed", "adaptive")  # as unlearn.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
+PASSES = ("two", "one", "auto")  # as unlearn.PASSES (a test holds them equal)
 # The methods whose forget batch is paired with a retain batch and that take
 # a smoothing rate: the adaptive rate and the vmapped sweeps are theirs.
 ADAPTIVE_METHODS = ("ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive")
@@ -126,6 +127,12 @@ class Config:
   # "bfloat16" (mixed precision: parameters, optimizer state, BatchNorm
   # statistics, logits and losses stay float32).
   dtype: str = "float32"
+  # The paired step's retain and forget batches: "two" passes, or "one"
+  # vmapped pass (equal batches, fixed rate; the same results, tested), or
+  # "auto" (one where it applies). An execution choice like `parallel`, not
+  # part of any recipe. Default two: on the 2-core CPU one pass is ~2x slower
+  # (XLA:CPU's batched filter gradients; benchmarks.one_pass).
+  passes: str = "two"
   ckpt_every: int = 100
   eval_batch: int = 1000
   # Vmapped sweep for ugradsl / ugradsl_plus: K settings trained at once, the
@@ -412,6 +419,8 @@ def validate(cfg: Config) -> None:
     if aug not in (True, False, "flip"):
       raise ConfigError(f"{what} {aug!r}: must be True, False or 'flip'")
   pos(cfg.log_every, "log_every")
+  if cfg.passes not in PASSES:
+    raise ConfigError(f"--passes {cfg.passes!r}: must be one of {', '.join(PASSES)}")
   if cfg.dtype not in DTYPES:
     raise ConfigError(f"--dtype {cfg.dtype!r}: must be one of {', '.join(DTYPES)}")
   for what, vals in (("--sweep_alpha", cfg.sweep_alpha), ("--sweep_p", cfg.sweep_p),

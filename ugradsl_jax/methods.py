@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import batching, checkpoint, losses, mixing, models, sweep, train, unlearn
-from .configs import Config, MethodCfg, TrainCfg
+from .configs import Config, ConfigError, MethodCfg, TrainCfg
 from .datasets import Dataset
 from .parallel import Parallel, ParallelError
 from .split import Split, fingerprint
@@ -315,6 +315,9 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
   rb = ctx.batch_for(m.batch_size, s.retain, f"--{name}_batch_size")
   fb = ctx.batch_for(m.forget_batch_size or m.batch_size, s.forget,
                      f"--{name} forget batch size")
+  if ctx.cfg.passes == "one" and rb != fb:  # e.g. a forget set smaller than a batch
+    raise ConfigError(f"--passes one: {name}'s batches are {rb} retain / {fb} forget "
+                      "images; one pass needs them equal (--passes auto uses two)")
   # An adaptive row draws its batches as its fixed-rate twin does, so the
   # two differ in the rate alone (a paired comparison, not two data orders).
   stream = zlib.crc32(name.removesuffix("_adaptive").encode())
@@ -339,7 +342,7 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
   data, mask_key = _with_mask(ctx, mask)
   step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix),
                            alpha_mode=m.alpha_mode, reduction=m.reduction,
-                           mask_key=mask_key)
+                           mask_key=mask_key, passes=ctx.cfg.passes)
   return run_phase(ctx, name, state0, step, batches, total, rb + fb,
                    recipe, hp=hp, data=data, lr_fn=schedule)
 

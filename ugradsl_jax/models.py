@@ -42,10 +42,15 @@ def _normalise(x, mean, std, dtype):
   return ((x.astype(jnp.float32) - mean) / std).astype(dtype)
 
 
+# Running statistics: new = BN_MOMENTUM * old + (1 - BN_MOMENTUM) * batch
+# (PyTorch's momentum 0.1); unlearn.py's one-pass step composes two updates.
+BN_MOMENTUM = 0.9
+
+
 def _batch_norm(train: bool, axis_name: str | None, dtype):
   """The BatchNorm every convolutional family uses."""
   return functools.partial(nn.BatchNorm, use_running_average=not train,
-                           momentum=0.9, epsilon=1e-5, dtype=dtype,
+                           momentum=BN_MOMENTUM, epsilon=1e-5, dtype=dtype,
                            axis_name=axis_name if train else None)
 
 

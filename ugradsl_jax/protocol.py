@@ -130,6 +130,15 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
     raise configs.ConfigError(
         "--sweep_beta needs an adaptive-rate method among --methods "
         "(ugradsl_adaptive, ugradsl_plus_adaptive, or --ugradsl_alpha_mode adaptive)")
+  if cfg.passes == "one":
+    for n in names:
+      m = cfg.methods.get(n)
+      if n in M.PRIMARY and (m.alpha_mode != "fixed" or
+                             (m.forget_batch_size or m.batch_size) != m.batch_size):
+        raise configs.ConfigError(
+            f"--passes one: {n} needs a fixed rate and equal retain and forget "
+            f"batches (it has {m.alpha_mode}, {m.batch_size} / "
+            f"{m.forget_batch_size or m.batch_size}); --passes auto uses two there")
   ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
   for n in names:
     if cfg.methods.get(n) is not None:

@@ -2,6 +2,10 @@
 
 The two gradients are computed separately and combined by a mixing rule
 (mixing.py), so variants of the combination are one small function away.
+With a fixed rate and batches of one size, both go through the network in one
+vmapped pass (`passes="one"`, the default where it applies): the same
+semantics as two passes, batch statistics per set and the running statistics
+updated retain first, then forget.
 """
 
 from __future__ import annotations
@@ -13,37 +17,18 @@ import jax.numpy as jnp
 import optax
 
 from . import adaptive, losses, mixing
+from .models import BN_MOMENTUM
 from .parallel import all_gather, pmean
 from .train import (TrainState, accuracy, apply_update, forward, gather_augment,
                     global_batch, masked)
 
 ALPHA_MODES = ("fixed", "adaptive")
 REDUCTIONS = ("mean", "sum")
+PASSES = ("two", "one", "auto")
 
 
-def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
-                 mix: Callable = mixing.weighted_sum, alpha_mode: str = "fixed",
-                 reduction: str = "mean", mask_key: str | None = None):
-  """batch: {"retain": {...}, "forget": {...}} (batching.paired);
-  hp: {"alpha", "p"[, "beta"]}, traceable so sweeps can vmap over it.
-
-  alpha_mode "adaptive": each forget example's rate is alpha * (1 - rho_j),
-  rho_j its share of neighbours within feature distance beta in the
-  *global* retain batch (features gathered from every device), adaptive.py.
-  reduction "mean": the gradients of the batch means; "sum": of the batch
-  sums (the paper's form, METHOD.md s.9), i.e. the means times the global
-  batch sizes. `data[mask_key]` restricts the update to a 0/1 weight mask.
-
-  BatchNorm running statistics are updated by the retain forward, then by the
-  forget forward, as two successive forward passes of a PyTorch model would.
-  Metrics are the terms themselves, whatever the mixing rule: each set's
-  mean loss (the forget loss against its NLS targets) and accuracy, each
-  gradient's norm and the norm of the direction applied.
-  """
-  x_r, y_r = gather_augment(data, batch["retain"])
-  x_f, y_f = gather_augment(data, batch["forget"])
-  adapt = alpha_mode == "adaptive"
-
+def _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt, axis_name):
+  """Retain forward/backward, then forget (its BatchNorm update on top)."""
   def retain_loss(params, bstats):
     logits, bstats, h = forward(model, params, bstats, x_r, features=adapt)
     return jnp.mean(losses.cross_entropy(logits, y_r)), (bstats, accuracy(logits, y_r), h)
@@ -61,6 +46,76 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
 
   (l_f, (bs, acc_f, alpha_mean)), g_f = jax.value_and_grad(forget_loss, has_aux=True)(
       state.params, bs)
+  return g_r, g_f, bs, (l_r, l_f, acc_r, acc_f, alpha_mean)
+
+
+def _one_pass(state, model, x_r, y_r, x_f, y_f, hp):
+  """Both sets through one vmapped forward/backward (a member per set, so
+  BatchNorm normalises each with its own batch statistics). The retain
+  member's targets are one-hot (rate 0: its cross entropy), the forget
+  member's NLS. Both start from the old running statistics; composing the
+  two updates, m*(m*old + (1-m)*mu_r) + (1-m)*mu_f, is m*new_r + new_f - m*old."""
+  def member(x, y, alpha):
+    def loss(params):
+      logits, bstats, _ = forward(model, params, state.batch_stats, x)
+      t = losses.smoothed_labels(y, logits.shape[-1], alpha)
+      return jnp.mean(losses.soft_cross_entropy(logits, t)), (bstats, accuracy(logits, y))
+    return jax.value_and_grad(loss, has_aux=True)(state.params)
+
+  alphas = jnp.stack([jnp.zeros((), jnp.float32), jnp.asarray(hp["alpha"], jnp.float32)])
+  (l, (bs, acc)), g = jax.vmap(member)(jnp.stack([x_r, x_f]), jnp.stack([y_r, y_f]), alphas)
+  first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+  second = lambda t: jax.tree.map(lambda a: a[1], t)  # noqa: E731
+  m = BN_MOMENTUM
+  bs = jax.tree.map(lambda r, f, old: m * r + f - m * old,
+                    first(bs), second(bs), state.batch_stats)
+  return first(g), second(g), bs, (l[0], l[1], acc[0], acc[1], jnp.asarray(hp["alpha"],
+                                                                          jnp.float32))
+
+
+def one_pass_applies(x_r, x_f, alpha_mode: str) -> bool:
+  """The vmapped pass needs batches of one shape, and a fixed rate (the
+  adaptive one needs the retain features before the forget loss)."""
+  return alpha_mode == "fixed" and x_r.shape == x_f.shape
+
+
+def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
+                 mix: Callable = mixing.weighted_sum, alpha_mode: str = "fixed",
+                 reduction: str = "mean", mask_key: str | None = None,
+                 passes: str = "two"):
+  """batch: {"retain": {...}, "forget": {...}} (batching.paired);
+  hp: {"alpha", "p"[, "beta"]}, traceable so sweeps can vmap over it.
+
+  alpha_mode "adaptive": each forget example's rate is alpha * (1 - rho_j),
+  rho_j its share of neighbours within feature distance beta in the
+  *global* retain batch (features gathered from every device), adaptive.py.
+  reduction "mean": the gradients of the batch means; "sum": of the batch
+  sums (the paper's form, METHOD.md s.9), i.e. the means times the global
+  batch sizes. `data[mask_key]` restricts the update to a 0/1 weight mask.
+  passes "auto": one vmapped pass where one_pass_applies, else two; "one"
+  insists (an error where it cannot), "two" never.
+
+  BatchNorm running statistics are updated by the retain forward, then by the
+  forget forward, as two successive forward passes of a PyTorch model would.
+  Metrics are the terms themselves, whatever the mixing rule: each set's
+  mean loss (the forget loss against its NLS targets) and accuracy, each
+  gradient's norm and the norm of the direction applied.
+  """
+  x_r, y_r = gather_augment(data, batch["retain"])
+  x_f, y_f = gather_augment(data, batch["forget"])
+  adapt = alpha_mode == "adaptive"
+  if passes not in PASSES:
+    raise ValueError(f"passes {passes!r}: one of {', '.join(PASSES)}")
+  one = passes == "one" or (passes == "auto" and one_pass_applies(x_r, x_f, alpha_mode))
+  if one and not one_pass_applies(x_r, x_f, alpha_mode):
+    raise ValueError(f"passes='one' needs a fixed rate and equal batches; got "
+                     f"{alpha_mode} and {x_r.shape[0]} / {x_f.shape[0]}")
+  if one:
+    g_r, g_f, bs, terms = _one_pass(state, model, x_r, y_r, x_f, y_f, hp)
+  else:
+    g_r, g_f, bs, terms = _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt,
+                                      axis_name)
+  l_r, l_f, acc_r, acc_f, alpha_mean = terms
   g_r, g_f, bs = pmean((g_r, g_f, bs), axis_name)
   l_r, l_f, acc_r, acc_f, alpha_mean = pmean((l_r, l_f, acc_r, acc_f, alpha_mean),
                                              axis_name)
