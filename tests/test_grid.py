@@ -213,8 +213,13 @@ def test_quick_preset_sizes_the_cells():
   cls = configs.get("quick", "cifar10", "class")
   assert cls.forget_fraction is None
   # Class-wise has its own values chosen on validation; random keeps its own.
-  assert (cls.methods["ugradsl"].lr, cls.methods["ugradsl"].alpha) == (2e-3, -0.5)
+  assert (cls.methods["ugradsl"].lr, cls.methods["ugradsl"].alpha) == (2e-3, -2.0)
   assert (c10.methods["ugradsl"].lr, c10.methods["ugradsl"].alpha) == (0.01, -0.2)
+  # The class-wise adaptive rows start from the class-wise fixed rows, with
+  # their own beta (before: the fixed values and beta 0.2, untuned).
+  ad = cls.methods["ugradsl_adaptive"]
+  assert (ad.alpha_mode, ad.alpha, ad.lr, ad.beta) == ("adaptive", -2.0, 2e-3, 0.05)
+  assert c10.methods["ugradsl_adaptive"].beta == 0.3
   assert cls.pretrain == c10.pretrain
   assert configs.get("paper", "cifar10", "random", "vit").width == 192
   for bad, flag in ((("quick", "imagenet"), "--dataset"), (("quick", "cifar10", "groups"), "--scenario"),

@@ -130,7 +130,7 @@ class Config:
   # The paired step's retain and forget batches: "two" passes, or "one"
   # vmapped pass (equal batches, fixed rate; the same results, tested), or
   # "auto" (one where it applies). An execution choice like `parallel`, not
-  # part of any recipe. Default two: on the 2-core CPU one pass is ~2x slower
+  # part of any recipe. Default two: on the 2-core CPU one pass is 2.5x slower
   # (XLA:CPU's batched filter gradients; benchmarks.one_pass).
   passes: str = "two"
   ckpt_every: int = 100
