@@ -281,6 +281,8 @@ def test_one_pass_equals_two_passes(mode):
   _close(one.batch_stats, two.batch_stats)
   _close(one.opt_state, two.opt_state)
   _close(m1, m2, rtol=1e-5, atol=1e-6)
+  if mode != "none":
+    return  # the control below is the layout-free one; once is enough
   # Negative control: the sets' roles swapped (the forget batch descended,
   # the retain batch ascended, BatchNorm updated in the other order) differ.
   swapped, _ = _paired_step("two", mode, batch={"retain": {"idx": np.arange(40, 56)},
