@@ -2,10 +2,11 @@
 
 The two gradients are computed separately and combined by a mixing rule
 (mixing.py), so variants of the combination are one small function away.
-With a fixed rate and batches of one size, both go through the network in one
-vmapped pass (`passes="one"`, the default where it applies): the same
+With a fixed rate and batches of one size, both can go through the network in
+one vmapped pass (`passes="one"`, or "auto" where it applies): the same
 semantics as two passes, batch statistics per set and the running statistics
-updated retain first, then forget.
+updated retain first, then forget. The default stays two passes, which are
+2.5x faster on XLA:CPU (benchmarks/README.md, "one_pass").
 """
 
 from __future__ import annotations
