@@ -94,7 +94,7 @@ def test_synthetic_tree_and_tar_give_the_same_tokens(news, news_tree, tmp_path, 
   assert "news.tar.gz" in again.source and "removed nothing" in again.source
 
 
-def test_remove_strips_what_scikit_learn_strips(news):
+def test_remove_strips_what_scikit_learn_strips():
   post = text.decode(_post(3, 1, crlf=True))
   assert "\r" not in post
   body = text.strip(post, ("headers",))
@@ -222,9 +222,9 @@ def test_encoder_shape_no_batch_statistics_and_padding():
   fwd = lambda inp: train.forward(model, v["params"], {}, inp)[0]  # noqa: E731
   np.testing.assert_allclose(fwd(x)[0], fwd(other)[0], rtol=1e-6, atol=1e-6)
   assert np.abs(np.asarray(fwd(x)[1] - fwd(other)[1])).max() > 1e-4  # control
-  # Padding is masked: the tokens after a post's end do not change its
-  # logits (only real tokens are attended and pooled). An all-padding row
-  # (evaluation's padding) is finite.
+  # A post's length is read from its padding: replacing the padding by real
+  # tokens changes the logits. An all-padding row (evaluation's padding) is
+  # finite. (That padding is pooled out exactly: the numpy reference below.)
   short = x[:1].copy()
   short[0, 3:] = text.PAD_ID
   longer = short.copy()
