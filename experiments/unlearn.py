@@ -29,9 +29,10 @@ try:
 except ValueError as _e:
   HOST_DEVICES_ERROR = str(_e)
 
-from ugradsl_jax import configs, datasets, mixing, protocol, report, xla_cache  # noqa: E402
+from ugradsl_jax import (configs, datasets, distributed, mixing, protocol, report,  # noqa: E402
+                         xla_cache)
 
-USER_ERRORS = protocol.USER_ERRORS
+USER_ERRORS = (*protocol.USER_ERRORS, distributed.DistributedError)
 
 
 class UsageError(ValueError):
@@ -98,6 +99,19 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--compile_cache", default=None,
                  help="folder of JAX's persistent compilation cache, or off "
                       f"(default ${xla_cache.ENV}, else ~/.cache/ugradsl_jax/xla)")
+  j = p.add_argument_group(
+      "a job over several processes (one per host: TPU pod slice, GPU nodes); "
+      "every process runs the same command with its own --process_id")
+  j.add_argument("--coordinator_address", default=None,
+                 help="HOST:PORT of process 0, reachable from every process")
+  j.add_argument("--num_processes", type=int, default=None)
+  j.add_argument("--process_id", type=int, default=None)
+  j.add_argument("--distributed", default=None,
+                 help="auto: let jax.distributed.initialize() detect the job "
+                      "(TPU VM, SLURM) instead of the three flags above")
+  j.add_argument("--heartbeat_timeout", type=int, default=distributed.HEARTBEAT_TIMEOUT_S,
+                 help="seconds without a peer's heartbeat before every process stops "
+                      f"(default {distributed.HEARTBEAT_TIMEOUT_S})")
   g = p.add_argument_group(
       "per-method overrides: --<method>_<field> for the fields "
       f"{', '.join(configs.METHOD_FIELDS)} (e.g. --ugradsl_alpha -0.5, "
@@ -190,6 +204,14 @@ def parse_methods(s: str) -> list[str]:
   return protocol.check_methods(names)
 
 
+def join_of(a) -> distributed.Join:
+  if a.distributed not in (None, distributed.AUTO):
+    raise UsageError(f"--distributed {a.distributed!r}: the only value is auto")
+  return distributed.Join(a.coordinator_address, a.num_processes, a.process_id,
+                          auto=a.distributed == distributed.AUTO,
+                          heartbeat_timeout=a.heartbeat_timeout)
+
+
 def parse_seeds(a) -> list[int]:
   if not a.seeds:
     return [a.seed]
@@ -208,22 +230,29 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser(prog, grid_flags=dataset is None, doc=doc).parse_args(
         join_negative_values(argv))
-    xla_cache.enable(a.compile_cache)
-    cfg = config_from_args(a, dataset)
+    cfg = config_from_args(a, dataset)  # bad flags fail before any process waits
     names = parse_methods(a.methods)
     seeds = parse_seeds(a)
+    distributed.join(join_of(a))  # before anything touches a device
+    xla_cache.enable(a.compile_cache)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")
     data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
 
-    def show(res):
-      print(f"\n## seed {res['seed']}\n\n" + report.table(res["methods"]), flush=True)
+    primary = distributed.is_primary()  # tables and files: process 0's
 
-    final = protocol.run(cfg, data, workdir, names, seeds, progress=not a.no_progress,
-                         on_seed=show)
-    if len(seeds) > 1:
+    def show(res):
+      if primary:
+        print(f"\n## seed {res['seed']}\n\n" + report.table(res["methods"]), flush=True)
+
+    final = protocol.run(cfg, data, workdir, names, seeds,
+                         progress=not a.no_progress and primary, on_seed=show)
+    if len(seeds) > 1 and primary:
       print("\n## mean ± std over seeds " + ",".join(map(str, seeds)) + "\n\n" +
             report.table(final["methods"], final["stds"]))
-    print(f"\nwrote {workdir}/results.json, results.md, results.png")
+    if primary:
+      print(f"\nwrote {workdir}/results.json, results.md, results.png")
+    else:
+      print(f"process {distributed.process_index()}: done; process 0 wrote {workdir}/results.*")
     return 0
   except (UsageError, *USER_ERRORS) as e:
     print(f"error: {e}", file=sys.stderr)

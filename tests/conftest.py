@@ -1,6 +1,7 @@
 """Four fake CPU devices for the data-parallel tests; set before JAX starts."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,3 +39,31 @@ def tiny_resnet(axis_name=None):
   from ugradsl_jax import models
   return models.build("resnet18", num_classes=10, mean=models.CIFAR_MEAN,
                       std=models.CIFAR_STD, width=4, tiny=True, axis_name=axis_name)
+
+
+# The end-to-end tests run the experiment as a user would, in a subprocess.
+FEW = "ga,ugradsl_plus"  # the resume tests use fewer methods to stay fast
+
+
+def cli(args, env_extra=None, check=True, entry="experiments.cifar_random_forget"):
+  env = {**os.environ, **(env_extra or {})}
+  p = subprocess.run([sys.executable, "-m", entry, *args],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  if check and p.returncode != 0:
+    raise AssertionError(f"exit {p.returncode}\n{p.stderr[-3000:]}")
+  return p
+
+
+def smoke_args(tar, workdir, methods="all", *extra):
+  return ["--preset", "smoke", "--data_dir", str(tar), "--workdir", str(workdir),
+          "--methods", methods, "--no_progress", *extra]
+
+
+@pytest.fixture(scope="session")
+def few_run(shared_tar, tmp_path_factory):
+  """FEW on one device (the smoke preset's --parallel none), seed 1: the
+  reference of the resume and parallel-mode tests, and the original model
+  and Retrain they reuse."""
+  wd = tmp_path_factory.mktemp("few")
+  cli(smoke_args(shared_tar, wd, FEW))
+  return wd

@@ -13,24 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import FEW, ROOT, cli as _cli, smoke_args as _smoke_args
 
 METRICS = ("UA", "MIA", "RA", "TA", "avg_gap")
-FEW = "ga,ugradsl_plus"  # the resume tests use fewer methods to stay fast
-
-
-def _cli(args, env_extra=None, check=True):
-  env = {**os.environ, **(env_extra or {})}
-  p = subprocess.run([sys.executable, "-m", "experiments.cifar_random_forget", *args],
-                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  if check and p.returncode != 0:
-    raise AssertionError(f"exit {p.returncode}\n{p.stderr[-3000:]}")
-  return p
-
-
-def _smoke_args(tar, workdir, methods="all", *extra):
-  return ["--preset", "smoke", "--data_dir", str(tar), "--workdir", str(workdir),
-          "--methods", methods, "--no_progress", *extra]
 
 
 def _metrics(workdir):
@@ -49,13 +34,6 @@ def full_run(shared_tar, tmp_path_factory):
   wd = tmp_path_factory.mktemp("full")
   p = _cli(_smoke_args(shared_tar, wd))
   return wd, p
-
-
-@pytest.fixture(scope="module")
-def few_run(shared_tar, tmp_path_factory):
-  wd = tmp_path_factory.mktemp("few")
-  _cli(_smoke_args(shared_tar, wd, FEW))
-  return wd
 
 
 def test_every_method_end_to_end(full_run):
@@ -474,10 +452,11 @@ def test_adaptive_rate_end_to_end_with_a_beta_sweep(shared_tar, few_run, tmp_pat
     assert b0[k] == pytest.approx(fixed[k], abs=2.8)  # one example of 36 forget images
 
 
-@pytest.mark.parametrize("mode,method", [("pmap", "ga"), ("shard_map", "ugradsl_plus")])
+@pytest.mark.parametrize("mode,method", [("pmap", "ga")])
 def test_parallel_modes_from_the_cli(mode, method, shared_tar, few_run, tmp_path):
-  """The experiment under --parallel pmap / shard_map on 4 fake devices gives
-  the single-device numbers (original and Retrain reused from a 'none' run)."""
+  """The experiment under --parallel pmap on 4 fake devices gives the
+  single-device numbers (original and Retrain reused from a 'none' run;
+  shard_map: test_multiprocess.py's single-process reference)."""
   wd = tmp_path / "wd"
   shutil.copytree(few_run, wd)
   shutil.rmtree(wd / method)

@@ -15,13 +15,18 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from . import distributed
+
 
 class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used as-is; the message says why and what to do."""
 
 
 def write_json(path: Path, obj) -> None:
-  """Write-then-rename, so a kill never leaves a half-written file."""
+  """Write-then-rename, so a kill never leaves a half-written file. In a
+  multi-process job only process 0 writes (the others pass the same obj)."""
+  if not distributed.is_primary():
+    return
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

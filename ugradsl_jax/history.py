@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+from . import distributed
+
 FILE = "history.jsonl"
 
 
@@ -45,6 +47,8 @@ class History:
     self.path = None if path is None else Path(path)
     self.rows = [] if self.path is None else \
         [r for r in read(self.path) if r["step"] <= resume_step]
+    if not distributed.is_primary():  # process 0 writes the job's history
+      self.path = None
     if self.path is not None:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       tmp = self.path.with_suffix(".tmp")

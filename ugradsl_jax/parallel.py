@@ -8,6 +8,14 @@ A step is written once, per device, as `step(state, data, batch, hp)`:
 and reduces over `axis_name` with `pmean` (which is the identity when the
 step runs unsharded with axis_name=None). Nothing else in the library knows
 which wrapper is in use.
+
+Across processes (distributed.join) the mesh holds every process's devices.
+Each process passes the same host values: `replicate` puts a replicated
+value on its own devices only, `shard` keeps only its rows of the global
+batch (jax.make_array_from_process_local_data), and `to_host` / `gather`
+bring replicated and batch-split outputs back to every process. The global
+batch is the single-process one, so results and resume do not depend on
+how many processes share the devices.
 """
 
 from __future__ import annotations
@@ -62,6 +70,26 @@ class Parallel:
   def mesh(self):
     return jax.sharding.Mesh(np.array(self.devices), (AXIS,))
 
+  @functools.cached_property
+  def multiprocess(self) -> bool:
+    return any(d.process_index != jax.process_index() for d in self.devices)
+
+  @functools.cached_property
+  def n_local(self) -> int:
+    return sum(d.process_index == jax.process_index() for d in self.devices)
+
+  def _global(self, x: np.ndarray, spec) -> jax.Array:
+    """The global array of host value `x` (the same on every process) under
+    `spec`, built from this process's part of it only."""
+    sharding = NamedSharding(self.mesh, spec)
+    if not self.multiprocess:
+      return jax.device_put(x, sharding)
+    if spec == P():
+      return jax.make_array_from_process_local_data(sharding, x, x.shape)
+    rows = [i[0] for i in sharding.addressable_devices_indices_map(x.shape).values()]
+    lo, hi = min(r.start for r in rows), max(r.stop for r in rows)
+    return jax.make_array_from_process_local_data(sharding, x[lo:hi], x.shape)
+
   def check_batch(self, global_batch: int, what: str = "batch size"):
     if global_batch % self.n:
       raise ParallelError(
@@ -71,18 +99,38 @@ class Parallel:
   def replicate(self, tree):
     """Host/global tree -> the layout the wrapped step takes for replicated args."""
     if self.mode == "pmap":  # a leading device axis, one slice per device
-      stacked = jax.tree.map(
-          lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), tree)
-      return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
+      return jax.tree.map(lambda x: self._global(
+          np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), P(AXIS)), tree)
     if self.mode == "shard_map":
-      return jax.device_put(tree, NamedSharding(self.mesh, P()))
+      return jax.tree.map(lambda x: self._global(np.asarray(x), P()), tree)
     return jax.device_put(tree, self.devices[0])
 
   def unreplicate(self, tree):
-    """Inverse of replicate (also for the step's outputs)."""
+    """Inverse of replicate (also for the step's outputs); across processes
+    as host arrays (a value on other processes' devices cannot be indexed)."""
+    if self.multiprocess:
+      def local(x):  # replicated: this process's first copy is the value
+        x = np.asarray(x.addressable_data(0))
+        return x[0] if self.mode == "pmap" else x
+      return jax.tree.map(local, tree)
     if self.mode == "pmap":
       return jax.tree.map(lambda x: x[0], tree)
     return tree
+
+  def gather(self, x) -> np.ndarray:
+    """A batch-split output (e.g. predictions) as one host array, on every process."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      from jax.experimental import multihost_utils
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+  def put_hp(self, hp):
+    """The step's small traced hyper-parameters (in_axes None / P())."""
+    if not self.multiprocess:
+      return jax.device_put(hp)
+    if self.mode == "pmap":
+      return jax.tree.map(np.asarray, hp)  # pmap broadcasts a host value
+    return jax.tree.map(lambda x: self._global(np.asarray(x), P()), hp)
 
   def shard(self, tree):
     """Global batch tree -> split along the leading axis across devices."""
@@ -94,7 +142,7 @@ class Parallel:
       return x
     tree = jax.tree.map(one, tree)
     if self.mode in ("pmap", "shard_map"):
-      return jax.device_put(tree, NamedSharding(self.mesh, P(AXIS)))
+      return jax.tree.map(lambda x: self._global(x, P(AXIS)), tree)
     return jax.device_put(tree, self.devices[0])
 
   def wrap(self, step: Callable, donate: bool = True) -> Callable:
@@ -117,6 +165,15 @@ class Parallel:
 def make(mode: str, num_devices: int | None = None) -> Parallel:
   if mode not in MODES:
     raise ParallelError(f"--parallel {mode!r}: must be one of {', '.join(MODES)}")
+  if jax.process_count() > 1:
+    # One program over every process's devices: no subset, no copies.
+    if mode == "none":
+      raise ParallelError(f"--parallel none runs on one device; the {jax.process_count()} "
+                          "processes of this job need pmap or shard_map")
+    if num_devices is not None and num_devices != jax.device_count():
+      raise ParallelError(f"--num_devices {num_devices}: a {jax.process_count()}-process "
+                          f"job uses all its {jax.device_count()} devices")
+    return Parallel(mode, tuple(jax.devices()))
   devices = jax.local_devices()
   if mode == "none":
     devices = devices[:1]

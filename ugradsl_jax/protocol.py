@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import (checkpoint, configs, datasets, history, metrics, parallel, plots, report,
+from . import (checkpoint, configs, datasets, distributed, history, metrics, parallel, plots, report,
                split as split_lib)
 from . import methods as M
 
@@ -205,7 +205,8 @@ def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dic
                         for t in trials],
              "chosen": chosen, "selected_by": "validation Avg. Gap against Retrain"}
     checkpoint.write_json(ctx.workdir / f"sweep_{name}.json", sweep)
-    plots.sweep_heatmap(sweep, ctx.workdir / f"sweep_{name}.png")
+    if distributed.is_primary():
+      plots.sweep_heatmap(sweep, ctx.workdir / f"sweep_{name}.png")
   return {**best["test"], **cost(phase.outcome),
           "diverged": best["diverged"], "diverged_step": None,
           "resumed_from_step": phase.outcome.get("resumed_from_step"),
@@ -355,6 +356,8 @@ def tune_sensitivity(res: dict, recipe) -> dict | None:
 def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
   """curves.png from each method's history.jsonl (a sweep has none: its K
   runs are K curves). Returns the histories drawn."""
+  if not distributed.is_primary():  # process 0 draws, from the files it wrote
+    return {}
   hists = history.of_phases(workdir, names)
   if hists:
     plots.curves(hists, Path(workdir) / "curves.png", title)

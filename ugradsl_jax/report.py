@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
+
 
 COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
         ("avg_gap", "Avg. Gap"), ("rte_s", "RTE (s)"), ("compile_s", "compile (s)"))
@@ -27,14 +29,17 @@ def machine() -> str:
   """What produced the numbers: accelerator kind, or CPU model and cores."""
   import jax
   d = jax.devices()[0]
+  procs = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
   if d.platform != "cpu":
-    return f"{jax.device_count()} x {d.device_kind}"
+    return f"{jax.device_count()} x {d.device_kind}{procs}"
   model = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo") as f:
       model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
   except (OSError, StopIteration):
     pass
+  if procs:
+    return f"{model}, {os.cpu_count()} cores{procs}, {jax.device_count()} devices (CPU)"
   return f"{model}, {os.cpu_count()} cores (CPU)"
 
 
@@ -115,6 +120,9 @@ def plot(res: dict, path: Path) -> None:
 
 
 def write(res: dict, workdir: Path) -> None:
+  """results.json, .md and .png (process 0 of a multi-process job only)."""
+  if not distributed.is_primary():
+    return
   from .checkpoint import write_json  # here: drawing and tables import no JAX
   workdir = Path(workdir)
   write_json(workdir / "results.json", res)

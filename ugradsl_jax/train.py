@@ -236,7 +236,7 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
   # buffers, which must never be the caller's (e.g. the original model that
   # every unlearning method starts from).
   rstate = par.replicate(jax.device_get(state))
-  rhp = jax.device_put(hp)
+  rhp = par.put_hp(hp)
   t0 = time.perf_counter()
   compiled = wrapped.lower(rstate, data, par.shard(batches(start)), rhp).compile()
   res.compile_s = time.perf_counter() - t0

@@ -1,0 +1,105 @@
+"""One job over several processes (TPU pod hosts, GPU nodes), on JAX's own
+multi-controller runtime.
+
+Every process runs the same program on its own devices; `join()` (before
+anything else touches JAX) connects them with `jax.distributed.initialize`,
+after which `jax.devices()` lists every process's devices and parallel.py
+builds one mesh over them. This module knows nothing of meshes: it owns
+joining and the one question the writers ask, `is_primary()` (files,
+tables and figures come from process 0 only; checkpoints are orbax's,
+which every process calls). No JAX import at module level: report.py and
+plots.py ask `is_primary()` and import no JAX.
+
+A process that dies (kill -9, OOM, preemption) stops sending heartbeats; the
+coordination service then terminates every other process (SIGABRT, JAX's
+"Terminating process because the JAX distributed service detected fatal
+errors") within `heartbeat_timeout` seconds, so a job never hangs on a lost
+peer. Rerunning every process with the same command resumes from the last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+_STATE = {"process_index": 0, "process_count": 1}
+
+AUTO = "auto"
+HEARTBEAT_TIMEOUT_S = 60  # JAX's default is 100
+
+
+class DistributedError(ValueError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+  """How this process joins a job; None fields: a single process."""
+  coordinator_address: str | None = None
+  num_processes: int | None = None
+  process_id: int | None = None
+  auto: bool = False  # jax.distributed.initialize() detects TPU VM / SLURM itself
+  heartbeat_timeout: int = HEARTBEAT_TIMEOUT_S
+
+  @property
+  def explicit(self) -> bool:
+    return any(v is not None for v in (self.coordinator_address, self.num_processes,
+                                       self.process_id))
+
+  def check(self) -> None:
+    if self.auto and self.explicit:
+      raise DistributedError("--distributed auto detects the job itself; drop "
+                             "--coordinator_address / --num_processes / --process_id")
+    if not self.explicit:
+      return
+    missing = [f"--{k}" for k in ("coordinator_address", "num_processes", "process_id")
+               if getattr(self, k) is None]
+    if missing:
+      raise DistributedError(f"a multi-process job needs {', '.join(missing)} as well")
+    host, _, port = self.coordinator_address.rpartition(":")
+    if not host or not port.isdigit():
+      raise DistributedError(f"--coordinator_address {self.coordinator_address!r}: "
+                             "expected HOST:PORT")
+    if self.num_processes < 1 or not 0 <= self.process_id < self.num_processes:
+      raise DistributedError(f"--process_id {self.process_id} with --num_processes "
+                             f"{self.num_processes}: need 0 <= id < num_processes")
+    if self.heartbeat_timeout < 1:
+      raise DistributedError(f"--heartbeat_timeout {self.heartbeat_timeout}: need >= 1 s")
+
+  @property
+  def wanted(self) -> bool:
+    return self.auto or (self.explicit and self.num_processes > 1)
+
+
+def join(j: Join) -> None:
+  """Connect to the job's other processes (a no-op for a single process).
+  Must run before the first JAX computation; the CPU backend then talks to
+  the other processes through gloo."""
+  j.check()
+  if not j.wanted:
+    return
+  import jax
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  kw = dict(heartbeat_timeout_seconds=j.heartbeat_timeout)
+  try:
+    if j.auto:
+      jax.distributed.initialize(**kw)
+    else:
+      jax.distributed.initialize(j.coordinator_address, j.num_processes, j.process_id, **kw)
+  except (RuntimeError, ValueError) as e:  # e.g. no coordinator within the timeout
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    raise DistributedError(f"could not join the job: {first}") from None
+  _STATE.update(process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def process_index() -> int:
+  return _STATE["process_index"]
+
+
+def process_count() -> int:
+  return _STATE["process_count"]
+
+
+def is_primary() -> bool:
+  """Whether this process writes results, tables, figures, histories."""
+  return _STATE["process_index"] == 0
