@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ugradsl_jax import configs, mixing, models, parallel, protocol, train, unlearn
+from ugradsl_jax import checkpoint, configs, mixing, models, parallel, protocol, train, unlearn
 
 PAR = parallel.make("none")
 
@@ -75,25 +75,27 @@ def test_bfloat16_forward_runs_in_bfloat16():
   assert logits.dtype == jnp.float32
 
 
-def test_bfloat16_smoke_run_records_dtype_and_tracks_float32(cifar, tmp_path):
-  base = configs.get("smoke")
-  runs = {}
-  for dtype in ("float32", "bfloat16"):
-    cfg = dataclasses.replace(base, dtype=dtype)
-    runs[dtype] = protocol.run_seed(cfg, cifar, tmp_path / dtype, ["retrain", "ugradsl"],
-                                    progress=False)
-  r16, r32 = runs["bfloat16"], runs["float32"]
+def test_bfloat16_smoke_run_records_dtype_and_tracks_float32(cifar, few_run, tmp_path):
+  """bfloat16 against its float32 twin: the shared smoke run of the
+  experiment (same preset, seed 1; its CLI defaults are the preset's)."""
+  import json
+  cfg = dataclasses.replace(configs.get("smoke"), dtype="bfloat16")
+  r16 = protocol.run_seed(cfg, cifar, tmp_path, ["retrain", "ugradsl_plus"], progress=False)
+  r32 = json.loads((few_run / "results.json").read_text())
   assert r16["config"]["dtype"] == "bfloat16" and r32["config"]["dtype"] == "float32"
+  same = lambda c: checkpoint.canonical(  # noqa: E731
+      {k: v for k, v in c.items() if k not in ("dtype", "methods")})
+  assert same(r16["config"]) == same(r32["config"])
   # The pretraining curves agree to a few percent, step by step.
   h16, h32 = ([row["train_loss"] for row in
-               protocol.history.read(tmp_path / d / "original" / protocol.history.FILE)]
-              for d in ("bfloat16", "float32"))
+               protocol.history.read(d / "original" / protocol.history.FILE)]
+              for d in (tmp_path, few_run))
   assert len(h16) == len(h32) > 3
   np.testing.assert_allclose(h16, h32, rtol=0.05)
   assert h16 != h32  # not the same computation
   # Accuracies on 18-162 images agree within a few images. MIA-Efficacy is
   # left out: an SVC threshold fit to 18 confidences flips with any change.
-  for name in ("retrain", "ugradsl"):
+  for name in ("retrain", "ugradsl_plus"):
     for k in ("UA", "RA", "TA"):
       assert abs(r16["methods"][name][k] - r32["methods"][name][k]) <= 10.0, (
           name, k, r16["methods"][name][k], r32["methods"][name][k])

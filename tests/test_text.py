@@ -286,10 +286,17 @@ def test_text_step_equal_under_pmap_shard_map_and_one_device(kind):
 
 # ------------------------------------------------------------------ protocol
 
-def test_every_method_on_text(news, tmp_path):
+# One method per code path a token input could break (the others share
+# theirs: FT and GA Retrain's loop, l1 and NegGrad+ RL's and UGradSL's,
+# the fixed-rate UGradSL+ its adaptive twin's): the descent loop, random
+# labels, SalUn's gradient mask, the paired step, the adaptive rate.
+TEXT_METHODS = ["retrain", "rl", "salun", "ugradsl", "ugradsl_plus_adaptive"]
+
+
+def test_methods_on_text(news, tmp_path):
   cfg = configs.get("smoke", "20newsgroups", model="transformer")
-  res = protocol.run_seed(cfg, news, tmp_path, list(configs.METHODS), progress=False)
-  assert list(res["methods"]) == list(configs.METHODS)
+  res = protocol.run_seed(cfg, news, tmp_path, TEXT_METHODS, progress=False)
+  assert list(res["methods"]) == TEXT_METHODS
   assert res["dataset"] == "20newsgroups" and res["model"] == "transformer"
   assert "20 Newsgroups" in res["source"]
   for name, r in res["methods"].items():
