@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import re
 import sys
+import traceback
 from pathlib import Path
 
 from ugradsl_jax import host_devices
@@ -236,6 +237,9 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     distributed.join(join_of(a))  # before anything touches a device
     xla_cache.enable(a.compile_cache)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")
+    distributed.check_job(workdir, {"config": cfg.to_dict(), "methods": names,
+                                    "seeds": seeds, "workdir": str(workdir.absolute()),
+                                    "data_dir": a.data_dir})
     data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
 
     primary = distributed.is_primary()  # tables and files: process 0's
@@ -256,10 +260,23 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     return 0
   except (UsageError, *USER_ERRORS) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return _exit(2)
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
-    return 130
+    return _exit(130)
+  except BaseException:
+    if distributed.process_count() > 1:
+      traceback.print_exc()
+      _exit(1)
+    raise
+
+
+def _exit(code: int) -> int:
+  """An error in one process of a job ends it at once (the others follow
+  within the heartbeat timeout); a single process returns the code."""
+  if distributed.process_count() > 1:
+    distributed.exit_now(code)
+  return code
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ def _env(devices: int, **extra):
   return {**env, "UGRADSL_CPU_DEVICES": str(devices), **extra}
 
 
-def _start_two(tar, wd, kill_at=None):
+def _start_two(tar, wd, kill_at=None, methods=(METHOD, METHOD)):
   """Both processes of a job; process 1 SIGKILLs itself at `kill_at`."""
   port = _free_port()
   procs = []
   for i in (0, 1):
-    args = [*smoke_args(tar, wd, METHOD, "--parallel", "shard_map"),
+    args = [*smoke_args(tar, wd, methods[i], "--parallel", "shard_map"),
             "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
             "--process_id", str(i), "--heartbeat_timeout", str(HEARTBEAT_S)]
     extra = {"UGRADSL_KILL_AT": kill_at} if kill_at and i == 1 else {}
@@ -185,4 +185,19 @@ def test_bad_job_flags_give_one_line_before_anything_starts(args, msg, shared_ta
   from experiments import cifar_random_forget as entry
   rc = entry.main(smoke_args(shared_tar, tmp_path / "w", METHOD) + args)
   assert rc == 2 and capsys.readouterr().err.strip().splitlines() == [f"error: {msg}"]
+  assert not (tmp_path / "w").exists()
+
+
+def test_processes_running_other_commands_are_refused(shared_tar, tmp_path):
+  """Another --methods on process 1 would run other phases and meet process 0
+  in other collectives: both stop at once with one line, having written
+  nothing."""
+  out = _finish(_start_two(shared_tar, tmp_path / "w", methods=("ga", "rl")), timeout=120)
+  for rc, _, err in out:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and lines == [
+        "error: process(es) 1 run another command than process 0 (config, methods, "
+        "seeds or workdir differ); every process of a job runs the same command but "
+        "for --process_id"], err[-2000:]
+    assert "Traceback" not in err
   assert not (tmp_path / "w").exists()

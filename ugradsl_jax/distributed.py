@@ -92,6 +92,62 @@ def join(j: Join) -> None:
   _STATE.update(process_index=jax.process_index(), process_count=jax.process_count())
 
 
+def check_job(workdir, command: dict) -> None:
+  """Refuse a job whose processes would not run one program: another
+  command on some process (other config, methods, seeds), or a workdir they
+  do not share (each would find other checkpoints, run other phases and
+  meet the others in other collectives). Process 0 leaves a token in the
+  workdir; every process must read it back. `command`: what must agree."""
+  if process_count() == 1:
+    return
+  import hashlib
+  import json
+  import secrets
+  from pathlib import Path
+
+  import numpy as np
+  from jax.experimental import multihost_utils as mh
+  digest = hashlib.sha256(json.dumps(command, sort_keys=True, default=str).encode())
+  digests = np.asarray(mh.process_allgather(np.frombuffer(digest.digest()[:8], np.uint8)))
+  other = [i for i in range(process_count()) if not np.array_equal(digests[i], digests[0])]
+  if other:
+    raise DistributedError(
+        f"process(es) {', '.join(map(str, other))} run another command than process 0 "
+        "(config, methods, seeds or workdir differ); every process of a job runs "
+        "the same command but for --process_id")
+  workdir = Path(workdir)
+  token = mh.broadcast_one_to_all(np.frombuffer(secrets.token_bytes(8), np.uint8))
+  mark = workdir / f".job_{bytes(np.asarray(token)).hex()}"
+  created = is_primary() and not workdir.exists()
+  if is_primary():
+    workdir.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+  mh.sync_global_devices("ugradsl_workdir_marked")
+  seen = np.ravel(mh.process_allgather(np.array([mark.exists()])))
+  mh.sync_global_devices("ugradsl_workdir_checked")
+  if is_primary():
+    mark.unlink()
+  if not np.all(seen):
+    if created:
+      workdir.rmdir()  # leave nothing behind a refused job
+    lost = [i for i, ok in enumerate(seen) if not ok]
+    raise DistributedError(
+        f"--workdir {workdir}: process(es) {', '.join(map(str, lost))} do not see "
+        "what process 0 writes there; a multi-process job needs one shared "
+        "directory (a network file system) for every process")
+
+
+def exit_now(code: int) -> None:
+  """Leave without JAX's shutdown barrier, which would hold an erring process
+  until every other one arrived (they are waiting for it in a collective):
+  its heartbeats stop and the coordination service stops the others."""
+  import os
+  import sys
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
 def process_index() -> int:
   return _STATE["process_index"]
 
