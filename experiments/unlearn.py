@@ -264,9 +264,15 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
     return _exit(130)
-  except BaseException:
+  except BaseException as e:
     if distributed.process_count() > 1:
-      traceback.print_exc()
+      if distributed.lost_peer(e):
+        print(f"error: process {distributed.process_index()}: a collective with the "
+              f"other processes failed ({str(e).strip().splitlines()[-1][:160]}); one "
+              "has most likely died. Rerun every process with the same command to "
+              "resume", file=sys.stderr)
+      else:
+        traceback.print_exc()
       _exit(1)
     raise
 

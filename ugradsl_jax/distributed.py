@@ -137,6 +137,16 @@ def check_job(workdir, command: dict) -> None:
         "directory (a network file system) for every process")
 
 
+def lost_peer(e: BaseException) -> bool:
+  """Whether `e` is a collective that failed because a peer went away (gloo
+  notices a closed connection before the heartbeat timeout does)."""
+  import jax
+  msg = str(e)
+  return isinstance(e, jax.errors.JaxRuntimeError) and any(
+      s in msg for s in ("Connection closed by peer", "Connection reset by peer",
+                         "Gloo", "heartbeat", "coordination service"))
+
+
 def exit_now(code: int) -> None:
   """Leave without JAX's shutdown barrier, which would hold an erring process
   until every other one arrived (they are waiting for it in a collective):
