@@ -10,12 +10,14 @@ tables and figures come from process 0 only; checkpoints are orbax's,
 which every process calls). No JAX import at module level: report.py and
 plots.py ask `is_primary()` and import no JAX.
 
-A process that dies (kill -9, OOM, preemption) stops sending heartbeats; the
-coordination service then terminates every other process (SIGABRT, JAX's
-"Terminating process because the JAX distributed service detected fatal
-errors") within `heartbeat_timeout` seconds, so a job never hangs on a lost
-peer. Rerunning every process with the same command resumes from the last
-checkpoint.
+A process that dies (kill -9, OOM, preemption) never hangs the job: a peer
+in a collective with it sees gloo's closed connection at once (`lost_peer`;
+the entry point prints one line and exits), and failing that the dead
+process's heartbeats stop and the coordination service terminates every
+other process (SIGABRT, JAX's "Terminating process because the JAX
+distributed service detected fatal errors") within `heartbeat_timeout`
+seconds. Rerunning every process with the same command resumes from the
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Join:
                                        self.process_id))
 
   def check(self) -> None:
+    if self.heartbeat_timeout < 1:
+      raise DistributedError(f"--heartbeat_timeout {self.heartbeat_timeout}: need >= 1 s")
     if self.auto and self.explicit:
       raise DistributedError("--distributed auto detects the job itself; drop "
                              "--coordinator_address / --num_processes / --process_id")
@@ -63,8 +67,6 @@ class Join:
     if self.num_processes < 1 or not 0 <= self.process_id < self.num_processes:
       raise DistributedError(f"--process_id {self.process_id} with --num_processes "
                              f"{self.num_processes}: need 0 <= id < num_processes")
-    if self.heartbeat_timeout < 1:
-      raise DistributedError(f"--heartbeat_timeout {self.heartbeat_timeout}: need >= 1 s")
 
   @property
   def wanted(self) -> bool:

@@ -12,8 +12,9 @@ which wrapper is in use.
 Across processes (distributed.join) the mesh holds every process's devices.
 Each process passes the same host values: `replicate` puts a replicated
 value on its own devices only, `shard` keeps only its rows of the global
-batch (jax.make_array_from_process_local_data), and `to_host` / `gather`
-bring replicated and batch-split outputs back to every process. The global
+batch (jax.make_array_from_process_local_data), and `unreplicate` /
+`gather` bring replicated and batch-split outputs back to every process as
+host arrays. The global
 batch is the single-process one, so results and resume do not depend on
 how many processes share the devices.
 """
@@ -73,10 +74,6 @@ class Parallel:
   @functools.cached_property
   def multiprocess(self) -> bool:
     return any(d.process_index != jax.process_index() for d in self.devices)
-
-  @functools.cached_property
-  def n_local(self) -> int:
-    return sum(d.process_index == jax.process_index() for d in self.devices)
 
   def _global(self, x: np.ndarray, spec) -> jax.Array:
     """The global array of host value `x` (the same on every process) under

@@ -29,8 +29,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import (checkpoint, configs, datasets, distributed, history, metrics, parallel, plots, report,
-               split as split_lib)
+from . import (checkpoint, configs, datasets, distributed, history, metrics, parallel, plots,
+               report, split as split_lib)
 from . import methods as M
 
 USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
