@@ -47,10 +47,17 @@ def _start_two(tar, wd, kill_at=None, methods=(METHOD, METHOD)):
 
 
 def _finish(procs, timeout=400):
+  """(returncode, stdout, stderr) of each; a hung job fails, killed, not left running."""
   out = []
-  for p in procs:
-    o, e = p.communicate(timeout=timeout)
-    out.append((p.returncode, o, e))
+  try:
+    for p in procs:
+      o, e = p.communicate(timeout=timeout)
+      out.append((p.returncode, o, e))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
   return out
 
 
@@ -150,10 +157,10 @@ def test_a_killed_process_stops_the_other_and_a_rerun_resumes(shared_tar, few_ru
                                                             two_processes, tmp_path):
   wd = _from(few_run, tmp_path / "wd")
   p0, p1 = _start_two(shared_tar, wd, kill_at=f"{METHOD}:5")
-  p1.communicate(timeout=400)
-  assert p1.returncode == -signal.SIGKILL
+  (rc1, _, _), = _finish([p1])
+  assert rc1 == -signal.SIGKILL
   t_dead = time.monotonic()
-  _, err0 = p0.communicate(timeout=HEARTBEAT_S + 60)  # a hang fails here
+  (_, _, err0), = _finish([p0], timeout=HEARTBEAT_S + 60)  # a hang fails here
   waited = time.monotonic() - t_dead
   assert p0.returncode != 0 and waited < HEARTBEAT_S + 30, (p0.returncode, waited)
   # gloo sees the closed connection first (one line of ours), or else the
