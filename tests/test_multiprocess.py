@@ -207,7 +207,7 @@ def test_processes_running_other_commands_are_refused(shared_tar, tmp_path):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert rc == 2 and lines == [
         "error: process(es) 1 run another command than process 0 (config, methods, "
-        "seeds or workdir differ); every process of a job runs the same command but "
-        "for --process_id"], err[-2000:]
+        "seeds, workdir or data dir differ); every process of a job runs the same "
+        "command but for --process_id"], err[-2000:]
     assert "Traceback" not in err
   assert not (tmp_path / "w").exists()

@@ -115,8 +115,8 @@ def check_job(workdir, command: dict) -> None:
   if other:
     raise DistributedError(
         f"process(es) {', '.join(map(str, other))} run another command than process 0 "
-        "(config, methods, seeds or workdir differ); every process of a job runs "
-        "the same command but for --process_id")
+        "(config, methods, seeds, workdir or data dir differ); every process of a "
+        "job runs the same command but for --process_id")
   workdir = Path(workdir)
   token = mh.broadcast_one_to_all(np.frombuffer(secrets.token_bytes(8), np.uint8))
   mark = workdir / f".job_{bytes(np.asarray(token)).hex()}"
