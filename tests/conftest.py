@@ -45,9 +45,9 @@ def tiny_resnet(axis_name=None):
 FEW = "ga,ugradsl_plus"  # the resume tests use fewer methods to stay fast
 
 
-def cli(args, env_extra=None, check=True, entry="experiments.cifar_random_forget"):
+def cli(args, env_extra=None, check=True):
   env = {**os.environ, **(env_extra or {})}
-  p = subprocess.run([sys.executable, "-m", entry, *args],
+  p = subprocess.run([sys.executable, "-m", "experiments.cifar_random_forget", *args],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   if check and p.returncode != 0:
     raise AssertionError(f"exit {p.returncode}\n{p.stderr[-3000:]}")

@@ -45,9 +45,8 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
     k = len(x)
     if k < batch:
       x = np.concatenate([x, np.zeros((batch - k, *x.shape[1:]), x.dtype)])
-    pred, prob = _predict(model, variables, put(x))
-    pred, prob = (par.gather(pred), par.gather(prob)) if par is not None else \
-        jax.device_get((pred, prob))
+    out = _predict(model, variables, put(x))
+    pred, prob = par.gather(out) if par is not None else jax.device_get(out)
     y = labels[s:s + k]
     correct[s:s + k] = pred[:k] == y
     conf[s:s + k] = prob[np.arange(k), y]

@@ -114,12 +114,14 @@ class Parallel:
       return jax.tree.map(lambda x: x[0], tree)
     return tree
 
-  def gather(self, x) -> np.ndarray:
-    """A batch-split output (e.g. predictions) as one host array, on every process."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+  def gather(self, tree):
+    """Batch-split outputs (e.g. predictions) as host arrays, on every
+    process; one transfer for the whole tree."""
+    if any(isinstance(x, jax.Array) and not x.is_fully_addressable
+           for x in jax.tree.leaves(tree)):
       from jax.experimental import multihost_utils
-      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
+      return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.device_get(tree)
 
   def put_hp(self, hp):
     """The step's small traced hyper-parameters (in_axes None / P())."""
@@ -127,7 +129,7 @@ class Parallel:
       return jax.device_put(hp)
     if self.mode == "pmap":
       return jax.tree.map(np.asarray, hp)  # pmap broadcasts a host value
-    return jax.tree.map(lambda x: self._global(np.asarray(x), P()), hp)
+    return self.replicate(hp)
 
   def shard(self, tree):
     """Global batch tree -> split along the leading axis across devices."""
