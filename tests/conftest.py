@@ -1,6 +1,8 @@
 """Four fake CPU devices for the data-parallel tests; set before JAX starts."""
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,8 +64,18 @@ def smoke_args(tar, workdir, methods="all", *extra):
 @pytest.fixture(scope="session")
 def few_run(shared_tar, tmp_path_factory):
   """FEW on one device (the smoke preset's --parallel none), seed 1: the
-  reference of the resume and parallel-mode tests, and the original model
-  and Retrain they reuse."""
-  wd = tmp_path_factory.mktemp("few")
-  cli(smoke_args(shared_tar, wd, FEW))
+  reference of the resume, parallel-mode and multi-process tests, and the
+  original model and Retrain they reuse. Read-only to the tests (they copy
+  it). Under pytest-xdist the workers share one run: the first to need it
+  makes it, under a lock, and the others wait for it."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # common to every worker of this session
+  wd, done = base / "few_shared", base / "few_shared.done"
+  with open(base / "few_shared.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(wd, ignore_errors=True)  # a worker that failed midway
+      cli(smoke_args(shared_tar, wd, FEW))
+      done.touch()
   return wd
