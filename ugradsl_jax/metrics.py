@@ -8,7 +8,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.svm import SVC
 
 GAP_KEYS = ("UA", "MIA", "RA", "TA")
 
@@ -62,6 +61,10 @@ def mia_efficacy(conf_retain, conf_test, conf_forget) -> float:
   n = min(len(conf_test), len(conf_retain))
   x = np.concatenate([conf_retain[:n], conf_test[:n]])[:, None]
   y = np.concatenate([np.ones(n), np.zeros(n)])
+  # Imported here, not at the top: scikit-learn (scipy with it) takes ~1.5 s
+  # to import, which a command that stops before scoring (a bad flag, --help,
+  # a process killed mid-training) need not pay.
+  from sklearn.svm import SVC
   clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
   return 100.0 * float(np.mean(clf.predict(np.asarray(conf_forget)[:, None]) == 0))
 
