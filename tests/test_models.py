@@ -88,7 +88,8 @@ SIZES = [("resnet18", dict(tiny=True)), ("resnet18", dict(width=8)),
 @pytest.mark.parametrize("name,size", SIZES, ids=lambda s: str(s))
 @pytest.mark.parametrize("image", [32, 64])
 def test_forward_shape_dtype_finite(name, size, image):
-  for num_classes in (10, 20, 200):
+  # CIFAR-10's and CIFAR-100's superclasses' heads at 32x32, Tiny-ImageNet's at 64.
+  for num_classes in ((10, 20) if image == 32 else (200,)):
     model = models.build(name, num_classes=num_classes, **CIFAR, **size)
     v, y = _init_apply(model, _key(), _images(2, image))
     assert y.shape == (2, num_classes) and y.dtype == jnp.float32

@@ -1,6 +1,7 @@
 """experiments.tune: selection on validation, agreement with the experiment."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -21,10 +22,16 @@ def test_tune_picks_the_smallest_validation_gap_and_matches_the_experiment(cifar
   assert "test" not in json.dumps(res)  # nothing from the test set leaks into selection
   # Second code path: the experiment run with each setting reports the same
   # validation Avg. Gap for GA as the tuner measured.
+  # The original model and Retrain are the tuner's, reused as a rerun
+  # reuses them (each phase's checkpoint carries its recipe, checked).
   for row in res["rows"]:
     run_cfg = configs.with_method(cfg, "ga", **row["setting"])
-    out = protocol.run_seed(run_cfg, cifar, tmp_path / f"exp_{row['setting']['lr']}",
-                            ["retrain", "ga"], progress=False)
+    wd = tmp_path / f"exp_{row['setting']['lr']}"
+    for phase in ("original", "retrain"):
+      shutil.copytree(tmp_path / "seed_1" / phase, wd / phase)
+    out = protocol.run_seed(run_cfg, cifar, wd, ["retrain", "ga"], progress=False)
+    assert out["methods"]["retrain"]["rte_s"] == pytest.approx(
+        json.loads((tmp_path / "seed_1" / "retrain" / "outcome.json").read_text())["rte_s"])
     assert out["methods"]["ga"]["val"]["avg_gap"] == pytest.approx(row["avg_gap"], abs=1e-9)
 
 
