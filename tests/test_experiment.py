@@ -377,15 +377,19 @@ def test_cli_error_has_no_traceback(shared_tar, tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def test_reused_original_survives_several_methods(shared_tar, tmp_path):
+def test_reused_original_survives_several_methods(cifar, few_run, tmp_path):
   """Regression: a restored original model fed to one method's donating step
-  must not be deleted before the next method starts from it."""
-  from ugradsl_jax import configs, datasets, protocol
-  data = datasets.load("cifar10", str(shared_tar))
-  cfg = configs.get("smoke")
-  protocol.run_seed(cfg, data, tmp_path, ["retrain"], progress=False)
-  res = protocol.run_seed(cfg, data, tmp_path, ["retrain", "ga", "ugradsl"], progress=False)
+  must not be deleted before the next method starts from it (few_run's
+  original, restored; GA trained again from it, then UGradSL)."""
+  from ugradsl_jax import configs, protocol
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run, wd)
+  shutil.rmtree(wd / "ga")
+  res = protocol.run_seed(configs.get("smoke"), cifar, wd, ["retrain", "ga", "ugradsl"],
+                          progress=False)
   assert set(res["methods"]) == {"retrain", "ga", "ugradsl"}
+  ga = {k: res["methods"]["ga"][k] for k in METRICS}
+  assert ga == _metrics(few_run)["ga"]  # in-process and CLI runs agree exactly
 
 
 def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
