@@ -469,8 +469,7 @@ def test_adaptive_rate_end_to_end_with_a_beta_sweep(shared_tar, few_run, tmp_pat
 def test_parallel_modes_from_the_cli(mode, method, shared_tar, few_run, tmp_path):
   """The experiment under --parallel pmap on 4 fake devices gives the
   single-device numbers (original and Retrain reused from a 'none' run;
-  shard_map from the command line: test_multiprocess.py's two-process job,
-  whose one mesh spans 4 devices, against the same 'none' run)."""
+  shard_map: test_multiprocess.py's single-process reference)."""
   wd = tmp_path / "wd"
   shutil.copytree(few_run, wd)
   shutil.rmtree(wd / method)
