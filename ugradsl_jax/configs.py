@@ -337,7 +337,7 @@ def _text_quick_values(m: Mapping[str, MethodCfg]) -> dict:
   r = lambda name, **kw: dataclasses.replace(m[name], **kw)  # noqa: E731
   return {**m,
           "ft": r("ft", lr=0.08),                 # of 0.01 .. 0.08 (edge; 0.04 within noise)
-          "ga": r("ga", lr=2e-3),                 # of 2e-4 .. 3e-3 (3e-3 runs away)
+          "ga": r("ga", lr=2e-3),                 # of 2e-4 .. 3e-3 (3e-3 runs away on seed 5)
           "rl": r("rl", lr=0.04),                 # of 5e-3 .. 0.08
           # l1 of 5e-6, 2e-5, 5e-5 at lr 0.02: flat (8.94-8.96; edge)
           "l1_sparse": r("l1_sparse", l1=5e-5),
