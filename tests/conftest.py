@@ -61,6 +61,20 @@ def smoke_args(tar, workdir, methods="all", *extra):
           "--methods", methods, "--no_progress", *extra]
 
 
+RESULT_FILES = ("results.json", "results.md", "results.png", "curves.png")
+
+
+def from_few_run(few_run, wd, drop=(), files=RESULT_FILES):
+  """A copy of few_run at `wd` without the phases in `drop` and without
+  `files`: the original model and Retrain reused, as a rerun reuses them."""
+  shutil.copytree(few_run, wd)
+  for name in drop:
+    shutil.rmtree(wd / name)
+  for f in files:
+    (wd / f).unlink()
+  return wd
+
+
 @pytest.fixture(scope="session")
 def few_run(shared_tar, tmp_path_factory):
   """FEW on one device (the smoke preset's --parallel none), seed 1: the

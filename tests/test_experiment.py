@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FEW, ROOT, cli as _cli, smoke_args as _smoke_args
+from conftest import FEW, ROOT, cli as _cli, from_few_run, smoke_args as _smoke_args
 
 METRICS = ("UA", "MIA", "RA", "TA", "avg_gap")
 
@@ -32,12 +32,7 @@ def full_run(shared_tar, few_run, tmp_path_factory):
   """Every method once, in a subprocess as a user would run it. The original
   model and Retrain are few_run's, reused as a rerun reuses them (the kill
   and resume test trains both afresh in other processes and compares)."""
-  wd = tmp_path_factory.mktemp("full") / "wd"
-  shutil.copytree(few_run, wd)
-  for name in FEW.split(","):
-    shutil.rmtree(wd / name)
-  for f in ("results.json", "results.md", "results.png", "curves.png"):
-    (wd / f).unlink()
+  wd = from_few_run(few_run, tmp_path_factory.mktemp("full") / "wd", FEW.split(","))
   p = _cli(_smoke_args(shared_tar, wd))
   return wd, p
 
@@ -382,9 +377,7 @@ def test_reused_original_survives_several_methods(cifar, few_run, tmp_path):
   must not be deleted before the next method starts from it (few_run's
   original, restored; GA trained again from it, then UGradSL)."""
   from ugradsl_jax import configs, protocol
-  wd = tmp_path / "wd"
-  shutil.copytree(few_run, wd)
-  shutil.rmtree(wd / "ga")
+  wd = from_few_run(few_run, tmp_path / "wd", ["ga"], files=())
   res = protocol.run_seed(configs.get("smoke"), cifar, wd, ["retrain", "ga", "ugradsl"],
                           progress=False)
   assert set(res["methods"]) == {"retrain", "ga", "ugradsl"}

@@ -5,7 +5,6 @@ rerun resumes exactly."""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, smoke_args
+from conftest import RESULT_FILES, ROOT, from_few_run, smoke_args
 
 METHOD = "ugradsl_plus"  # one method keeps it fast; original and Retrain reused
 HEARTBEAT_S = 10
@@ -63,11 +62,7 @@ def _finish(procs, timeout=400):
 
 def _from(few_run, wd):
   """few_run's original model and Retrain, without the method's phase."""
-  shutil.copytree(few_run, wd)
-  shutil.rmtree(wd / METHOD)
-  for f in ("results.json", "results.md", "results.png", "curves.png", "config.json"):
-    (wd / f).unlink()
-  return wd
+  return from_few_run(few_run, wd, [METHOD], files=(*RESULT_FILES, "config.json"))
 
 
 def _method(wd) -> dict:
