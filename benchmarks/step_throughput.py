@@ -4,6 +4,7 @@
   python -m benchmarks.step_throughput --widths 16 --repeats 9 --json out.json
   python -m benchmarks.step_throughput --step train          # plain CE training step
   python -m benchmarks.step_throughput --dtype bfloat16 --torch-device cuda  # GPU
+  python -m benchmarks.step_throughput --torch-compile       # + torch.compile
 
 One step = forward+backward on `batch` retain and `batch` forget images (both
 counted), the gradients mixed, one SGD update. JAX and PyTorch steps are
@@ -36,6 +37,9 @@ def parse(argv=None):
                  help="compute dtype (JAX: models.build dtype; torch: autocast)")
   a.add_argument("--torch-device", default=None, help="default: cuda if jax sees a GPU")
   a.add_argument("--no-torch", action="store_true")
+  a.add_argument("--torch-compile", action="store_true",
+                 help="also time torch.compile(model) beside eager PyTorch (a third "
+                      "child process; its compilation falls in the warm-up steps)")
   a.add_argument("--xla-flags", default=None,
                  help="appended to XLA_FLAGS before jax is imported (use --xla-flags=...)")
   a.add_argument("--same-process", action="store_true",
@@ -65,10 +69,11 @@ def _make(fw: str, width: int, args):
   torch.set_num_threads(os.cpu_count())  # every core, as XLA's CPU client uses
   torch.backends.cudnn.benchmark = True
   dev = args.torch_device or ("cuda" if torch.cuda.is_available() else "cpu")
-  ts = torch_ref.Stepper(width, x, y, device=dev,
+  ts = torch_ref.Stepper(width, x, y, device=dev, compile=fw == "torch_compile",
                          autocast_dtype=torch.bfloat16 if args.dtype == "bfloat16" else None)
   fn = ts.unlearn_step if args.step == "unlearn" else ts.train_step
-  info = {"torch_device": dev, "torch_threads": torch.get_num_threads()}
+  info = {"torch_device": dev, "torch_threads": torch.get_num_threads(),
+          "torch_version": torch.__version__}
   return info, lambda s: common.timed(lambda: fn(*step_idx(s)), ts.sync)
 
 
@@ -108,7 +113,8 @@ class _Remote:
 def main(argv=None):
   args = parse(argv)
   from . import common
-  fws = ["jax"] + ([] if args.no_torch else ["torch"])
+  fws = ["jax"] + ([] if args.no_torch else ["torch"]) + \
+      (["torch_compile"] if args.torch_compile else [])
   imgs = (2 if args.step == "unlearn" else 1) * args.batch
   rows = []
   for width in [int(w) for w in args.widths.split(",")]:
@@ -123,11 +129,11 @@ def main(argv=None):
       info = {k: v for fw in fws for k, v in remotes[fw].ready().items()}
       steps = remotes
     times = {fw: [] for fw in fws}
+    warm = {fw: [] for fw in fws}  # torch.compile compiles in its first steps
     for s in range(args.warmup + args.repeats):
       for fw in fws:  # interleaved A B A B
         dt = steps[fw](s)
-        if s >= args.warmup:
-          times[fw].append(dt)
+        (times if s >= args.warmup else warm)[fw].append(dt)
     if not args.same_process:
       for r in remotes.values():
         r.close()
@@ -138,19 +144,27 @@ def main(argv=None):
            "jax_img_s": imgs / med["jax"],
            "torch_img_s": imgs / med["torch"] if "torch" in med else None,
            "ratio": med["torch"] / med["jax"] if "torch" in med else None,
+           "torch_compile_img_s": imgs / med["torch_compile"] if "torch_compile" in med else None,
+           "ratio_compile": (med["torch_compile"] / med["jax"]
+                             if "torch_compile" in med else None),
            "gflop_step": flops / 1e9 if flops else None,
            "jax_tflop_s": flops / med["jax"] / 1e12 if flops else None,
            "peak_frac": flops / med["jax"] / peak if flops and peak else None,
            **info, "repeats": args.repeats, "jax_times_s": times["jax"],
-           "torch_times_s": times.get("torch"), "same_process": args.same_process,
+           "torch_times_s": times.get("torch"),
+           "torch_compile_times_s": times.get("torch_compile"),
+           "warmup_times_s": warm, "same_process": args.same_process,
            "xla_flags": args.xla_flags or "", "date": common.stamp()["date"]}
     rows.append(row)
     print(f"width {width}: jax {row['jax_img_s']:.1f} img/s, torch "
-          f"{row['torch_img_s'] or 0:.1f} img/s", flush=True)
+          f"{row['torch_img_s'] or 0:.1f} img/s"
+          + (f", torch.compile {row['torch_compile_img_s']:.1f} img/s"
+             if args.torch_compile else ""), flush=True)
   print()
   print(common.table(rows, ["width", "batch", "step", "dtype", "jax_img_s", "torch_img_s",
-                            "ratio", "jax_compile_s", "gflop_step", "jax_tflop_s",
-                            "peak_frac"]))
+                            "ratio"] + (["torch_compile_img_s", "ratio_compile"]
+                                        if args.torch_compile else [])
+                           + ["jax_compile_s", "gflop_step", "jax_tflop_s", "peak_frac"]))
   common.write_json(args.json, rows)
   return rows
 
