@@ -338,3 +338,38 @@ def _fake_data():
                           np.repeat(np.arange(10), 10).astype(np.int32),
                           class_names=tuple("abcdefghij"), mean=(0.5,) * 3, std=(0.25,) * 3,
                           source="fake")
+
+
+def test_hp_sgd_equals_sgd_and_shares_one_program_across_learning_rates():
+  """HpSGD (lr and weight decay as step data) takes the same steps as sgd at
+  a constant rate, with the same optimizer state, and two rates lower to one
+  program: what lets UGradSL, UGradSL+ and NegGrad+ share a compilation."""
+  model, tx, state, data = _setup(lr=0.05, wd=5e-4, nesterov=True)
+  hp_tx = train.HpSGD(0.9, nesterov=True)
+  assert (jax.tree.structure(hp_tx.init(state.params))
+          == jax.tree.structure(state.opt_state))  # old checkpoints restore
+  step = functools.partial(unlearn.unlearn_step, axis_name=None, model=model,
+                           mix=mixing.weighted_sum)
+  batch = _paired(0, 16, 40, 56)
+  base = {"alpha": -0.5, "p": 0.7}
+  jitted = {t: jax.jit(functools.partial(step, tx=t)) for t in (tx, hp_tx)}
+  run = lambda t, hp: jitted[t](state, data, batch, hp)
+  ref, _ = run(tx, base)
+  got, _ = run(hp_tx, {**base, "lr": 0.05, "weight_decay": 5e-4})
+  np.testing.assert_allclose(jax.tree.leaves(got.params)[0], jax.tree.leaves(ref.params)[0],
+                             rtol=1e-6, atol=1e-7)
+  for a, b in zip(jax.tree.leaves((got.params, got.opt_state)),
+                  jax.tree.leaves((ref.params, ref.opt_state))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # Negative control: the rate is really read from hp.
+  other, _ = run(hp_tx, {**base, "lr": 0.01, "weight_decay": 5e-4})
+  moved = lambda s: jax.tree.leaves(s.params)[0] - jax.tree.leaves(state.params)[0]
+  np.testing.assert_allclose(moved(other), moved(got) / 5, rtol=1e-3, atol=1e-6)
+
+  def hlo(t, hp):
+    return jax.jit(functools.partial(step, tx=t)).lower(state, data, batch, hp).as_text()
+  assert hlo(hp_tx, {**base, "lr": 0.05, "weight_decay": 5e-4}) == \
+      hlo(hp_tx, {**base, "lr": 0.01, "weight_decay": 1e-3})
+  # ... where constants compiled into the program make two.
+  tx2 = train.sgd(train.lr_schedule("constant", 0.01, 10, 10), 0.9, 5e-4, True)
+  assert hlo(tx, base) != hlo(tx2, base)

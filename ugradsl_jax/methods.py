@@ -187,9 +187,15 @@ def retrain(ctx: Context, orig: Phase, m=None) -> Phase:
 # Unlearning from the original model.
 
 def _tx(m: MethodCfg, total: int, spe: int):
-  """(optimizer, its learning-rate schedule)."""
+  """(optimizer, its learning-rate schedule, the hp entries it reads).
+
+  At a constant rate the lr and weight decay travel as step data (HpSGD),
+  so methods whose steps differ in them alone share one compiled program."""
   schedule = train.lr_schedule(m.schedule, m.lr, total, spe)
-  return train.sgd(schedule, m.momentum, m.weight_decay, m.nesterov), schedule
+  if m.schedule == "constant":
+    return (train.HpSGD(m.momentum, m.nesterov), schedule,
+            {"lr": float(m.lr), "weight_decay": float(m.weight_decay)})
+  return train.sgd(schedule, m.momentum, m.weight_decay, m.nesterov), schedule, {}
 
 
 def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, role: str,
@@ -200,14 +206,14 @@ def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, role: str,
   batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
                                  stream=zlib.crc32(name.encode()), augment=m.augment)
   total = spe * m.epochs
-  tx, schedule = _tx(m, total, spe)
+  tx, schedule, opt_hp = _tx(m, total, spe)
   data, mask_key = _with_mask(ctx, mask)
   step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
                            loss_fn=loss_fn, sign=sign, reduction=m.reduction,
                            role=role, label_key=label_key, reg_fn=reg_fn,
                            mask_key=mask_key)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  hp = {"total_steps": float(total), **(hp or {})}
+  hp = {"total_steps": float(total), **opt_hp, **(hp or {})}
   return run_phase(ctx, name, state0, step, batches, total, bs, m,
                    hp=hp, data=data, lr_fn=schedule, extra=extra)
 
@@ -328,14 +334,15 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     batches, spe = batching.paired(s.retain, s.forget, rb, fb,
                                    ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
-  tx, schedule = _tx(m, total, spe)
+  tx, schedule, opt_hp = _tx(m, total, spe)
   step_fn = unlearn.unlearn_step
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  hp, recipe = {"alpha": m.alpha, "p": m.p, "beta": m.beta}, m
+  hp, recipe = {"alpha": m.alpha, "p": m.p, "beta": m.beta, **opt_hp}, m
   if sweep_hp is not None:
     k = len(sweep_hp["alpha"])
     step_fn, state0 = sweep.vmapped(step_fn), sweep.stack([jax.device_get(state0)] * k)
-    hp = {key: np.asarray(v, np.float32) for key, v in sweep_hp.items()}
+    hp = {**{key: np.full(k, v, np.float32) for key, v in opt_hp.items()},
+          **{key: np.asarray(v, np.float32) for key, v in sweep_hp.items()}}
     name = f"{name}_sweep"
     recipe = {**dataclasses.asdict(m),
               "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}

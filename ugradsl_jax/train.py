@@ -80,6 +80,29 @@ def sgd(schedule, momentum=0.9, weight_decay=5e-4, nesterov=False):
                      optax.sgd(schedule, momentum=momentum, nesterov=nesterov))
 
 
+@dataclasses.dataclass(frozen=True)
+class HpSGD:
+  """sgd() at a constant learning rate whose lr and coupled weight decay are
+  step data, hp["lr"] and hp["weight_decay"], not constants compiled into the
+  program. Steps that differ in those values alone (UGradSL, UGradSL+ and
+  NegGrad+ at their own rates) then lower to one program, which the
+  persistent compilation cache compiles once. Its optimizer state is
+  sgd(constant lr)'s, so checkpoints of either restore into the other."""
+  momentum: float = 0.9
+  nesterov: bool = False
+
+  def __call__(self, hp) -> optax.GradientTransformation:
+    return sgd(lambda count: hp["lr"], self.momentum, hp["weight_decay"], self.nesterov)
+
+  def init(self, params):
+    return self({"lr": 0.0, "weight_decay": 0.0}).init(params)
+
+
+def optimizer(tx, hp) -> optax.GradientTransformation:
+  """An optax transformation as it is, an HpSGD built from this step's hp."""
+  return tx(hp) if isinstance(tx, HpSGD) else tx
+
+
 def gather_augment(data, batch, label_key="y"):
   """Device-resident images -> this device's batch, augmented when the batch
   carries crop/flip draws (batching.epochs(..., augment=True))."""
@@ -175,7 +198,7 @@ def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   mask = None if mask_key is None else data[mask_key]
   grads = masked(grads, mask)
   norm = optax.tree.norm(grads)
-  state = apply_update(state, grads, tx, bstats, (loss, norm), mask)
+  state = apply_update(state, grads, optimizer(tx, hp), bstats, (loss, norm), mask)
   return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm}
 
 
