@@ -5,6 +5,11 @@
 #   cp ../shared/data/cifar10-jpeg.tar.gz .devdata/   # git-ignored; travels with the checkout
 #   bash benchmarks/paper_gpu.sh [--dry-run] [table|sweep|speed|all]
 #
+# On the lent H200 the image's environment held jax, torch and the rest
+# (device_check.sh ran there as: export PATH=/opt/torch/.venv/bin:$PATH
+# PYTHONPATH=$PWD); the first lines of env.txt say which versions ran. The
+# table also needs scikit-learn (the MIA's SVC) and matplotlib (figures).
+#
 #   table  the CIFAR-10 random-forgetting table of the paper preset, seed 1:
 #          original model (182 epochs), Retrain, every method, evaluation.
 #   sweep  UGradSL / UGradSL+ over an (alpha, p) grid by the vmapped sweep,
