@@ -75,6 +75,12 @@ COMMON=("${PRESET[@]}" --seed 1 --dtype "$DTYPE" --parallel none --workdir "$WOR
   echo "part=$PART dtype=$DTYPE dry=$DRY workdir=$WORKDIR"
 } 2>&1 | tee -a "$OUT/env.txt"
 
+# Fail in seconds, not after a 10-minute table, when a package is missing.
+if ! missing=$(python -c "import flax, optax, orbax.checkpoint, sklearn, matplotlib, tqdm, PIL" 2>&1); then
+  echo "$missing" >> "$OUT/env.txt"
+  echo "a package the table needs is missing: ${missing##*$'\n'}"; exit 2
+fi
+
 FAILED=0
 run() {  # name, limit (s), command...: a stage that fails or overruns does not stop the rest
   local name=$1 limit=$2; shift 2
