@@ -99,7 +99,8 @@ class HpSGD:
 
 
 def optimizer(tx, hp) -> optax.GradientTransformation:
-  """An optax transformation as it is, an HpSGD built from this step's hp."""
+  """The step's optimizer: an optax transformation as given, or an HpSGD
+  built from this step's hp."""
   return tx(hp) if isinstance(tx, HpSGD) else tx
 
 

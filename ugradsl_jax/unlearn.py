@@ -85,7 +85,8 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
                  reduction: str = "mean", mask_key: str | None = None,
                  passes: str = "two"):
   """batch: {"retain": {...}, "forget": {...}} (batching.paired);
-  hp: {"alpha", "p"[, "beta"]}, traceable so sweeps can vmap over it.
+  hp: {"alpha", "p"[, "beta"]} (and "lr", "weight_decay" when tx is a
+  train.HpSGD), traceable so sweeps can vmap over it.
 
   alpha_mode "adaptive": each forget example's rate is alpha * (1 - rho_j),
   rho_j its share of neighbours within feature distance beta in the
