@@ -2,7 +2,9 @@
 # The paper preset on one GPU (H100/H200): issue 13's items 6-8, nothing fetched
 # over the network, everything measured written under $OUT.
 #
-#   cp ../shared/data/cifar10-jpeg.tar.gz .devdata/   # git-ignored; travels with the checkout
+#   cp ../shared/data/cifar10-jpeg.tar.gz .devdata/   # git-ignored: carry that file
+#   (the device tool's carry: .devdata/cifar10-jpeg.tar.gz, not all of .devdata,
+#   whose decoded caches pass its 64 MiB limit)
 #   bash benchmarks/paper_gpu.sh [--dry-run] [table|sweep|speed|all]
 #
 # On the lent H200 the image's environment held jax, torch and the rest
