@@ -143,9 +143,10 @@ def all_finite(*scalars):
   return functools.reduce(jnp.logical_and, [jnp.isfinite(v) for v in scalars])
 
 
-def apply_update(state: TrainState, direction, tx, batch_stats, checks,
+def apply_update(state: TrainState, direction, tx, hp, batch_stats, checks,
                  mask=None) -> TrainState:
-  """One optimizer step along `direction` (a gradient to descend).
+  """One optimizer step along `direction` (a gradient to descend); `tx` an
+  optax transformation or an HpSGD, which reads its rates from `hp`.
 
   `checks`: the scalars that must be finite (losses, gradient norms); one
   that is not sets the sticky `nonfinite` flag. With `mask` (a 0/1 pytree
@@ -153,7 +154,7 @@ def apply_update(state: TrainState, direction, tx, batch_stats, checks,
   masking the gradient alone is not enough, as coupled weight decay and
   momentum inside the optimizer would still move them (SalUn's own fix,
   Unlearn-Saliency issue 32 / PR 33)."""
-  updates, opt_state = tx.update(direction, state.opt_state, state.params)
+  updates, opt_state = optimizer(tx, hp).update(direction, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   if mask is not None:
     params = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
@@ -199,7 +200,7 @@ def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   mask = None if mask_key is None else data[mask_key]
   grads = masked(grads, mask)
   norm = optax.tree.norm(grads)
-  state = apply_update(state, grads, optimizer(tx, hp), bstats, (loss, norm), mask)
+  state = apply_update(state, grads, tx, hp, bstats, (loss, norm), mask)
   return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm}
 
 

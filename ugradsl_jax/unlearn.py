@@ -21,7 +21,7 @@ from . import adaptive, losses, mixing
 from .models import BN_MOMENTUM
 from .parallel import all_gather, pmean
 from .train import (TrainState, accuracy, apply_update, forward, gather_augment,
-                    global_batch, masked, optimizer)
+                    global_batch, masked)
 
 ALPHA_MODES = ("fixed", "adaptive")
 REDUCTIONS = ("mean", "sum")
@@ -129,8 +129,8 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   mask = None if mask_key is None else data[mask_key]
   direction = masked(mix(g_r, g_f, hp), mask)
   norm_r, norm_f, norm_d = (optax.tree.norm(g) for g in (g_r, g_f, direction))
-  state = apply_update(state, direction, optimizer(tx, hp), bs,
-                       (l_r, l_f, norm_r, norm_f, norm_d), mask)
+  state = apply_update(state, direction, tx, hp, bs, (l_r, l_f, norm_r, norm_f, norm_d),
+                       mask)
   metrics = {"retain_loss": l_r, "forget_loss": l_f, "retain_acc": acc_r,
              "forget_acc": acc_f, "retain_grad_norm": norm_r,
              "forget_grad_norm": norm_f, "update_norm": norm_d}
