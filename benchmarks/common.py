@@ -28,7 +28,7 @@ def random_data(n: int, seed: int = 0):
 
 class JaxStepper:
   """The library's UGradSL step exactly as methods._paired builds it:
-  unlearn.unlearn_step under parallel.make(mode).wrap, data resident on the
+  ugradsl_step.unlearn_step under parallel.make(mode).wrap, data resident on the
   device, only index arrays sent per step."""
 
   def __init__(self, width: int, data_x, data_y, *, lr=2e-3, kind="unlearn",
@@ -36,7 +36,7 @@ class JaxStepper:
                tx=None, passes="two"):
     import jax
     import jax.numpy as jnp
-    from ugradsl_jax import augment, mixing, models, parallel, train, unlearn
+    from ugradsl_jax import augment, mixing, models, parallel, train, ugradsl_step
     self.jax, self.augment = jax, augment
     self.par = par = parallel.make(mode, num_devices)
     dtype = dtype or jnp.float32
@@ -48,7 +48,7 @@ class JaxStepper:
     state = train.create_state(v["params"], v["batch_stats"], self.tx)
     self.kind = kind
     if kind == "unlearn":
-      step = functools.partial(unlearn.unlearn_step, model=model, tx=self.tx,
+      step = functools.partial(ugradsl_step.unlearn_step, model=model, tx=self.tx,
                                mix=mixing.weighted_sum, passes=passes)
       self.hp = {"alpha": ALPHA, "p": P}
     else:  # plain training step

@@ -2,7 +2,7 @@
 
   python -m benchmarks.one_pass --widths 8,16 --repeats 7 --json out.json
 
-Both are the library's unlearn_step (unlearn.py, passes="one" / "two") on
+Both are the library's unlearn_step (ugradsl_step.py, passes="one" / "two") on
 the same data, timed interleaved (two, one, two, one, ...) in one process
 after compiling both; the table gives each one's median seconds per step,
 its images/s (retain + forget images) and the ratio two / one (> 1: one pass

@@ -2,7 +2,7 @@
 
   python -m benchmarks.sweep [--ks 1,4,8] [--width 8] [--batch 64] [--steps 6]
 
-Both sides run the library's UGradSL step (unlearn.unlearn_step) on the same
+Both sides run the library's UGradSL step (ugradsl_step.unlearn_step) on the same
 batches; the vmapped side is sweep.vmapped(step) over a K-stacked state.
 Reports wall time (compile excluded, reported apart), the speed-up of one
 vmapped run over K sequential runs, and the largest parameter difference
@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from ugradsl_jax import batching, mixing, models, parallel, sweep, train, unlearn
+from ugradsl_jax import batching, mixing, models, parallel, sweep, train, ugradsl_step
 
 from .common import random_data, stamp, table, write_json
 
@@ -46,9 +46,9 @@ def bench(k: int, width: int, batch: int, steps: int, repeats: int) -> dict:
     return c, time.perf_counter() - t0
 
   # alpha is data, not a constant: one compilation serves every sequential run.
-  seq_fn, seq_compile = compiled(functools.partial(unlearn.unlearn_step, **kw), state,
+  seq_fn, seq_compile = compiled(functools.partial(ugradsl_step.unlearn_step, **kw), state,
                                  hp_one(0.0))
-  vm_fn, vm_compile = compiled(functools.partial(sweep.vmapped(unlearn.unlearn_step), **kw),
+  vm_fn, vm_compile = compiled(functools.partial(sweep.vmapped(ugradsl_step.unlearn_step), **kw),
                                stacked0, hp_all)
 
   def run(fn, st, hp):

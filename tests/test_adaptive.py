@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import adaptive, losses, parallel, train, unlearn
+from ugradsl_jax import adaptive, losses, parallel, train, ugradsl_step
 
 
 def _reference(h_f, h_r, alpha, beta):
@@ -114,7 +114,7 @@ def _adaptive_run(mode, beta):
   data = {"x": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
           "y": rng.integers(0, 10, 64).astype(np.int32)}
   par = parallel.make(mode, num_devices=4)
-  step = par.wrap(functools.partial(unlearn.unlearn_step, model=model_for(par.axis_name),
+  step = par.wrap(functools.partial(ugradsl_step.unlearn_step, model=model_for(par.axis_name),
                                     tx=tx, alpha_mode="adaptive"))
   rstate = par.replicate(state)
   rdata = par.replicate(data)

@@ -188,10 +188,10 @@ def test_tiny_imagenet_random_forgetting(tiny_imagenet, tmp_path):
 
 def test_config_names_are_the_registries():
   from ugradsl_jax import models, split
-  from ugradsl_jax import unlearn
+  from ugradsl_jax import ugradsl_step
   assert configs.MODELS == models.NAMES and configs.SCENARIOS == split.SCENARIOS
-  assert configs.ALPHA_MODES == unlearn.ALPHA_MODES
-  assert configs.REDUCTIONS == unlearn.REDUCTIONS
+  assert configs.ALPHA_MODES == ugradsl_step.ALPHA_MODES
+  assert configs.REDUCTIONS == ugradsl_step.REDUCTIONS
 
 
 def test_methods_augment_as_the_model_they_start_from_was_trained():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import augment, batching, methods, mixing, models, parallel, train, unlearn
+from ugradsl_jax import augment, batching, methods, mixing, models, parallel, train, ugradsl_step
 
 
 def test_ga_equals_ugradsl_step_with_p0_alpha0():
@@ -29,7 +29,7 @@ def test_ga_equals_ugradsl_step_with_p0_alpha0():
   def neg_ce(logits, y, hp):
     return -train.losses.smoothed_cross_entropy(logits, y, hp["alpha"])
   ga = par.wrap(functools.partial(train.descent_step, model=model, tx=tx, loss_fn=neg_ce))
-  ug = par.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+  ug = par.wrap(functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx,
                                   mix=mixing.weighted_sum))
   hp = {"alpha": 0.0, "p": 0.0}
   s1, s2 = par.replicate(state), par.replicate(state)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import augment, mixing, models, parallel, train, unlearn
+from ugradsl_jax import augment, mixing, models, parallel, train, ugradsl_step
 
 B = 16  # global batch, 4 per device
 
@@ -36,7 +36,7 @@ def _run(mode, kind, steps=2, batch=B):
     batches = [_aug(np.arange(i * batch, (i + 1) * batch), i) for i in range(steps)]
     hp = {}
   else:
-    step = functools.partial(unlearn.unlearn_step, model=model_for(par.axis_name), tx=tx,
+    step = functools.partial(ugradsl_step.unlearn_step, model=model_for(par.axis_name), tx=tx,
                              mix=mixing.pcgrad)
     batches = [{"retain": _aug(np.arange(i * batch, (i + 1) * batch), i),
                 "forget": _aug(np.arange(48 - i * batch // 2, 48 - i * batch // 2 + batch),

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ugradsl_jax import checkpoint, configs, mixing, models, parallel, protocol, train, unlearn
+from ugradsl_jax import checkpoint, configs, mixing, models, parallel, protocol, train, ugradsl_step
 
 PAR = parallel.make("none")
 
@@ -37,7 +37,7 @@ def _step(kind, dtype):
     fn = functools.partial(train.descent_step, model=model, tx=tx)
     batch, hp = {"idx": np.arange(16)}, {}
   else:
-    fn = functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+    fn = functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx,
                            mix=mixing.RULES["weighted"])
     batch = {"retain": {"idx": np.arange(16)}, "forget": {"idx": np.arange(40, 48)}}
     hp = {"alpha": -0.5, "p": 0.7}

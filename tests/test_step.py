@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import losses, mixing, parallel, train, unlearn
+from ugradsl_jax import losses, mixing, parallel, train, ugradsl_step
 
 PAR = parallel.make("none")
 
@@ -44,7 +44,7 @@ def _grads(model, state, data, idx, loss):
 
 def test_paired_step_reports_each_term_and_no_weighted_loss():
   model, tx, state, data = _setup()
-  step = PAR.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+  step = PAR.wrap(functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx,
                                     mix=mixing.normalized))
   hp = {"alpha": -0.5, "p": 0.7}
   _, m = step(PAR.replicate(state), PAR.replicate(data), PAR.shard(_paired(0, 16, 40, 48)), hp)
@@ -74,7 +74,7 @@ def test_divergence_check_reads_the_terms_not_the_mix():
   visible: the step is flagged. Negative control: finite terms are not."""
   model, tx, state, data = _setup()
   retain_only = lambda g_r, g_f, hp: g_r  # noqa: E731
-  step = PAR.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+  step = PAR.wrap(functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx,
                                     mix=retain_only))
   batch = PAR.shard(_paired(0, 16, 40, 48))
   s, m = step(PAR.replicate(state), PAR.replicate(data), batch,
@@ -104,7 +104,7 @@ def test_sum_reduction_is_the_papers_objective():
   batch = PAR.shard(_paired(0, 16, 40, 48))
   moved = {}
   for red in ("mean", "sum"):
-    step = PAR.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=sgd,
+    step = PAR.wrap(functools.partial(ugradsl_step.unlearn_step, model=model, tx=sgd,
                                       reduction=red), donate=False)
     new, _ = step(PAR.replicate(st), PAR.replicate(data), batch, hp)
     moved[red] = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, st.params,
@@ -159,7 +159,7 @@ def test_masked_out_weights_stay_bit_for_bit(kind, momentum, wd, nesterov):
       batches = [{"idx": np.arange(8 * i, 8 * i + 8)} for i in range(3)]
       hp = {}
     else:
-      step = functools.partial(unlearn.unlearn_step, model=model, tx=tx, mask_key=mask_key)
+      step = functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx, mask_key=mask_key)
       batches = [_paired(8 * i, 8 * i + 8, 40 + 4 * i, 44 + 4 * i) for i in range(3)]
       hp = {"alpha": -0.5, "p": 0.5}
     if grad_only:  # what a masked gradient alone does: the old behaviour
@@ -255,7 +255,7 @@ def _paired_step(passes, mode="none", batch=None, alpha=-0.5, mix="pcgrad", step
   if mode != "none":
     from conftest import tiny_resnet as build
     model = build(par.axis_name)
-  step = par.wrap(functools.partial(unlearn.unlearn_step, model=model, tx=tx,
+  step = par.wrap(functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx,
                                     mix=mixing.RULES[mix], passes=passes))
   rstate = par.replicate(state)
   for i in range(steps):
@@ -303,16 +303,16 @@ def test_one_pass_needs_equal_batches_and_a_fixed_rate():
   two, _ = _paired_step("two", batch=unequal, steps=1)
   _close(auto.params, two.params, rtol=0, atol=0)
   x = jnp.zeros((16, 32, 32, 3))
-  assert unlearn.one_pass_applies(x, x, "fixed")
-  assert not unlearn.one_pass_applies(x, x, "adaptive")
-  assert not unlearn.one_pass_applies(x, x[:8], "fixed")
+  assert ugradsl_step.one_pass_applies(x, x, "fixed")
+  assert not ugradsl_step.one_pass_applies(x, x, "adaptive")
+  assert not ugradsl_step.one_pass_applies(x, x[:8], "fixed")
 
 
 def test_passes_flag_is_checked_before_anything_runs(tmp_path):
   import dataclasses
   from ugradsl_jax import configs, protocol
   cfg = configs.get("quick")
-  assert configs.PASSES == unlearn.PASSES and cfg.passes == "two"
+  assert configs.PASSES == ugradsl_step.PASSES and cfg.passes == "two"
   with pytest.raises(configs.ConfigError, match="--passes 'three'"):
     configs.validate(dataclasses.replace(cfg, passes="three"))
   # UGradSL+ of the quick preset pairs 256 retain with 64 forget images.
@@ -348,7 +348,7 @@ def test_hp_sgd_equals_sgd_and_shares_one_program_across_learning_rates():
   hp_tx = train.HpSGD(0.9, nesterov=True)
   assert (jax.tree.structure(hp_tx.init(state.params))
           == jax.tree.structure(state.opt_state))  # old checkpoints restore
-  step = functools.partial(unlearn.unlearn_step, axis_name=None, model=model,
+  step = functools.partial(ugradsl_step.unlearn_step, axis_name=None, model=model,
                            mix=mixing.weighted_sum)
   batch = _paired(0, 16, 40, 56)
   base = {"alpha": -0.5, "p": 0.7}

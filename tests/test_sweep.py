@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import batching, mixing, models, parallel, sweep, train, unlearn
+from ugradsl_jax import batching, mixing, models, parallel, sweep, train, ugradsl_step
 
 
 def _setup():
@@ -34,12 +34,12 @@ def _train(par, step_fn, state, data, batches, hp, n=3):
 def test_k2_sweep_equals_two_runs(mode):
   tx, state, data, batches = _setup()
   par = parallel.make(mode, num_devices=4)
-  step = functools.partial(unlearn.unlearn_step, model=tiny_resnet(par.axis_name),
+  step = functools.partial(ugradsl_step.unlearn_step, model=tiny_resnet(par.axis_name),
                            tx=tx, mix=mixing.weighted_sum)
   settings = [{"alpha": -1.0, "p": 0.5}, {"alpha": -0.2, "p": 0.8}]
   singles = [_train(par, step, state, data, batches, hp) for hp in settings]
   grid = {k: np.array([s[k] for s in settings], np.float32) for k in ("alpha", "p")}
-  vstep = functools.partial(sweep.vmapped(unlearn.unlearn_step),
+  vstep = functools.partial(sweep.vmapped(ugradsl_step.unlearn_step),
                             model=tiny_resnet(par.axis_name), tx=tx,
                             mix=mixing.weighted_sum)
   stacked = _train(par, vstep, sweep.stack([state, state]), data, batches, grid)

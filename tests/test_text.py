@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from ugradsl_jax import configs, datasets, mixing, models, parallel, protocol, text, train, unlearn
+from ugradsl_jax import configs, datasets, mixing, models, parallel, protocol, text, train, ugradsl_step
 
 NEWS_TAR = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
 GROUPS = tuple(f"grp.{chr(97 + i)}" for i in range(20))
@@ -264,7 +264,7 @@ def _parallel_run(mode, kind):
     step = functools.partial(train.descent_step, model=model, tx=tx)
     batch, hp = {"idx": np.arange(16)}, {}
   else:
-    step = functools.partial(unlearn.unlearn_step, model=model, tx=tx, mix=mixing.RULES["weighted"])
+    step = functools.partial(ugradsl_step.unlearn_step, model=model, tx=tx, mix=mixing.RULES["weighted"])
     batch = {"retain": {"idx": np.arange(16)}, "forget": {"idx": np.arange(40, 56)}}
     hp = {"alpha": -0.5, "p": 0.7}
   f = par.wrap(step)

@@ -2,8 +2,20 @@
 
 `g_forget` is the gradient of the forget loss (NLS cross entropy), which the
 method *ascends*; every rule therefore enters it with a minus sign. A rule is a
-small pure function over pytrees; `hp` carries `p` (and may carry more), and
-may hold traced values so sweeps can be vmapped.
+small pure function over pytrees. `hp` carries `alpha`, `p` (and `beta`), the
+optimizer's `lr` and `weight_decay` where they are step data, and the rule's
+own hyper-parameters; its values may be traced, so sweeps can vmap over them.
+
+A rule returns the direction, or `(direction, diagnostics)` with a dict of
+scalars (e.g. cos(g_r, g_f)) that joins the step's metrics, and so each
+logged row of the phase's history.jsonl. Rules register by name:
+
+  @ugradsl_jax.mixing.register("scaled", hparams={"tau": 1.0})
+  def scaled(g_r, g_f, hp):
+    return jax.tree.map(lambda r, f: hp["tau"] * r - f, g_r, g_f)
+
+and are then chosen with `mix="scaled", mix_hparams={"tau": 0.5}` (API) or
+`--ugradsl_mix scaled --ugradsl_mix_hparams tau=0.5` (command line).
 """
 
 from __future__ import annotations
@@ -13,6 +25,8 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import optax
+
+from . import registry
 
 MixRule = Callable[[object, object, Mapping], object]
 _EPS = 1e-12
@@ -52,13 +66,56 @@ def pcgrad(g_retain, g_forget, hp):
   return jax.tree.map(lambda r, x: p * r + (1.0 - p) * x, g_retain, a)
 
 
-RULES: dict[str, MixRule] = {
-    "weighted": weighted_sum, "normalized": normalized, "pcgrad": pcgrad}
+def register(name: str, hparams: Mapping[str, float] | None = None, *,
+             overwrite: bool = False):
+  """Decorator: registers `fn(g_retain, g_forget, hp)` as rule `name`, with
+  its own hyper-parameters `hparams` (name -> default), which reach it in
+  `hp` and are recorded with the method's recipe."""
+  def deco(fn):
+    registry.add_mix_rule(name, fn, hparams, overwrite=overwrite)
+    return fn
+  return deco
+
+
+register("weighted")(weighted_sum)
+register("normalized")(normalized)
+register("pcgrad")(pcgrad)
+
+
+class _Rules(Mapping):
+  """name -> rule function, a live view of the registry."""
+
+  def __getitem__(self, name):
+    return registry.MIX_RULES[name].fn
+
+  def __iter__(self):
+    return iter(registry.MIX_RULES)
+
+  def __len__(self):
+    return len(registry.MIX_RULES)
+
+
+RULES: Mapping[str, MixRule] = _Rules()
 
 
 def get(name_or_rule: str | MixRule) -> MixRule:
   if callable(name_or_rule):
     return name_or_rule
-  if name_or_rule not in RULES:
+  if name_or_rule not in registry.MIX_RULES:
     raise ValueError(f"unknown mixing rule {name_or_rule!r}; known: {sorted(RULES)}")
   return RULES[name_or_rule]
+
+
+def hparams(name: str, given: Mapping[str, float] | None = None) -> dict[str, float]:
+  """Rule `name`'s hyper-parameters: its defaults, `given` on top."""
+  return registry.mix_hparams(name, given)
+
+
+def split_output(out) -> tuple:
+  """A rule's result as (direction, diagnostics dict)."""
+  if isinstance(out, tuple):
+    if len(out) != 2 or not isinstance(out[1], Mapping):
+      raise TypeError("a mixing rule returns the direction or (direction, diagnostics "
+                      f"dict); got a tuple of {len(out)}")
+    return out[0], dict(out[1])
+  return out, {}

@@ -43,7 +43,7 @@ def _normalise(x, mean, std, dtype):
 
 
 # Running statistics: new = BN_MOMENTUM * old + (1 - BN_MOMENTUM) * batch
-# (PyTorch's momentum 0.1); unlearn.py's one-pass step composes two updates.
+# (PyTorch's momentum 0.1); ugradsl_step.py's one-pass step composes two updates.
 BN_MOMENTUM = 0.9
 
 

@@ -114,14 +114,25 @@ def gather_augment(data, batch, label_key="y"):
   return x, y
 
 
-def forward(model, params, batch_stats, x, *, features: bool = False):
+def step_rng(model, state, axis_name):
+  """The Dropout key of this step and device for a model that needs one
+  (contract.Model.needs_rng), else None: the library's models draw none."""
+  if not getattr(model, "needs_rng", False):
+    return None
+  key = jax.random.fold_in(jax.random.key(model.seed), state.step)
+  return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+
+def forward(model, params, batch_stats, x, *, features: bool = False, rng=None):
   """Train-mode (logits, new batch stats, penultimate features or None).
 
   A model without BatchNorm (ViT) returns no batch_stats: its {} passes
-  through. Features come from the same pass (the model sows them)."""
+  through. Features come from the same pass (the model sows them). `rng`:
+  the step's Dropout key (step_rng), for a model that draws one."""
   mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
+  kw = {} if rng is None else {"rng": rng}
   logits, new = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                            train=True, mutable=mutable)
+                            train=True, mutable=mutable, **kw)
   feats = new["intermediates"]["features"][0] if features else None
   return logits, new.get("batch_stats", batch_stats), feats
 
@@ -184,9 +195,10 @@ def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   """
   x, y = gather_augment(data, batch, label_key)
   scale = sign * (global_batch(x, axis_name) if reduction == "sum" else 1)
+  rng = step_rng(model, state, axis_name)
 
   def objective(params):
-    logits, bstats, _ = forward(model, params, state.batch_stats, x)
+    logits, bstats, _ = forward(model, params, state.batch_stats, x, rng=rng)
     mean_loss = jnp.mean(loss_fn(logits, y, hp))
     total = scale * mean_loss
     if reg_fn is not None:

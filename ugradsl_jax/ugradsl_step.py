@@ -21,7 +21,7 @@ from . import adaptive, losses, mixing
 from .models import BN_MOMENTUM
 from .parallel import all_gather, pmean
 from .train import (TrainState, accuracy, apply_update, forward, gather_augment,
-                    global_batch, masked)
+                    global_batch, masked, step_rng)
 
 ALPHA_MODES = ("fixed", "adaptive")
 REDUCTIONS = ("mean", "sum")
@@ -30,8 +30,11 @@ PASSES = ("two", "one", "auto")
 
 def _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt, axis_name):
   """Retain forward/backward, then forget (its BatchNorm update on top)."""
+  rng = step_rng(model, state, axis_name)
+  rng_r, rng_f = (None, None) if rng is None else jax.random.split(rng)
+
   def retain_loss(params, bstats):
-    logits, bstats, h = forward(model, params, bstats, x_r, features=adapt)
+    logits, bstats, h = forward(model, params, bstats, x_r, features=adapt, rng=rng_r)
     return jnp.mean(losses.cross_entropy(logits, y_r)), (bstats, accuracy(logits, y_r), h)
 
   (l_r, (bs, acc_r, h_r)), g_r = jax.value_and_grad(retain_loss, has_aux=True)(
@@ -39,7 +42,7 @@ def _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt, axis_name):
   h_retain = all_gather(jax.lax.stop_gradient(h_r), axis_name) if adapt else None
 
   def forget_loss(params, bstats):
-    logits, bstats, h_f = forward(model, params, bstats, x_f, features=adapt)
+    logits, bstats, h_f = forward(model, params, bstats, x_f, features=adapt, rng=rng_f)
     alpha = (adaptive.adaptive_alpha(h_f, h_retain, hp["alpha"], hp["beta"])
              if adapt else hp["alpha"])
     loss = jnp.mean(losses.smoothed_cross_entropy(logits, y_f, alpha))
@@ -50,21 +53,25 @@ def _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt, axis_name):
   return g_r, g_f, bs, (l_r, l_f, acc_r, acc_f, alpha_mean)
 
 
-def _one_pass(state, model, x_r, y_r, x_f, y_f, hp):
+def _one_pass(state, model, x_r, y_r, x_f, y_f, hp, axis_name=None):
   """Both sets through one vmapped forward/backward (a member per set, so
   BatchNorm normalises each with its own batch statistics). The retain
   member's targets are one-hot (rate 0: its cross entropy), the forget
   member's NLS. Both start from the old running statistics; composing the
   two updates, m*(m*old + (1-m)*mu_r) + (1-m)*mu_f, is m*new_r + new_f - m*old."""
-  def member(x, y, alpha):
+  rng = step_rng(model, state, axis_name)
+
+  def member(x, y, alpha, key):
     def loss(params):
-      logits, bstats, _ = forward(model, params, state.batch_stats, x)
+      logits, bstats, _ = forward(model, params, state.batch_stats, x, rng=key)
       t = losses.smoothed_labels(y, logits.shape[-1], alpha)
       return jnp.mean(losses.soft_cross_entropy(logits, t)), (bstats, accuracy(logits, y))
     return jax.value_and_grad(loss, has_aux=True)(state.params)
 
   alphas = jnp.stack([jnp.zeros((), jnp.float32), jnp.asarray(hp["alpha"], jnp.float32)])
-  (l, (bs, acc)), g = jax.vmap(member)(jnp.stack([x_r, x_f]), jnp.stack([y_r, y_f]), alphas)
+  keys = None if rng is None else jax.random.split(rng)
+  (l, (bs, acc)), g = jax.vmap(member, in_axes=(0, 0, 0, None if keys is None else 0))(
+      jnp.stack([x_r, x_f]), jnp.stack([y_r, y_f]), alphas, keys)
   first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
   second = lambda t: jax.tree.map(lambda a: a[1], t)  # noqa: E731
   m = BN_MOMENTUM
@@ -101,7 +108,8 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   forget forward, as two successive forward passes of a PyTorch model would.
   Metrics are the terms themselves, whatever the mixing rule: each set's
   mean loss (the forget loss against its NLS targets) and accuracy, each
-  gradient's norm and the norm of the direction applied.
+  gradient's norm and the norm of the direction applied, and the rule's
+  own diagnostics when it returns (direction, diagnostics).
   """
   x_r, y_r = gather_augment(data, batch["retain"])
   x_f, y_f = gather_augment(data, batch["forget"])
@@ -113,7 +121,7 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
     raise ValueError(f"passes='one' needs a fixed rate and equal batches; got "
                      f"{alpha_mode} and {x_r.shape[0]} / {x_f.shape[0]}")
   if one:
-    g_r, g_f, bs, terms = _one_pass(state, model, x_r, y_r, x_f, y_f, hp)
+    g_r, g_f, bs, terms = _one_pass(state, model, x_r, y_r, x_f, y_f, hp, axis_name)
   else:
     g_r, g_f, bs, terms = _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt,
                                       axis_name)
@@ -127,7 +135,8 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
     g_f = jax.tree.map(lambda g: g * n_f, g_f)
 
   mask = None if mask_key is None else data[mask_key]
-  direction = masked(mix(g_r, g_f, hp), mask)
+  direction, diagnostics = mixing.split_output(mix(g_r, g_f, hp))
+  direction = masked(direction, mask)
   norm_r, norm_f, norm_d = (optax.tree.norm(g) for g in (g_r, g_f, direction))
   state = apply_update(state, direction, tx, hp, bs, (l_r, l_f, norm_r, norm_f, norm_d),
                        mask)
@@ -136,5 +145,9 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
              "forget_grad_norm": norm_f, "update_norm": norm_d}
   if adapt:
     metrics["forget_alpha"] = alpha_mean  # the batch's mean adaptive rate
+  clash = sorted(set(diagnostics) & set(metrics))
+  if clash:
+    raise ValueError(f"mixing rule diagnostics {clash} clash with the step's own metrics")
+  metrics.update(diagnostics)
   return state, metrics
 
