@@ -30,7 +30,7 @@ try:
 except ValueError as _e:
   HOST_DEVICES_ERROR = str(_e)
 
-from ugradsl_jax import (configs, datasets, distributed, mixing, protocol, report,  # noqa: E402
+from ugradsl_jax import (configs, datasets, distributed, mixing, protocol, report,  # noqa: E402,F401
                          xla_cache)
 
 USER_ERRORS = (*protocol.USER_ERRORS, distributed.DistributedError)
@@ -57,19 +57,27 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p = Parser(prog=prog, description=doc,
              formatter_class=argparse.RawDescriptionHelpFormatter)
   if grid_flags:
-    p.add_argument("--dataset", default="cifar10", help=", ".join(datasets.NAMES))
-    p.add_argument("--model", default="resnet18", help=", ".join(configs.MODELS))
+    p.add_argument("--dataset", default=None,
+                   help=", ".join(datasets.NAMES) + " (default cifar10)")
+    p.add_argument("--model", default=None,
+                   help=", ".join(configs.MODELS) + " (default resnet18)")
     p.add_argument("--scenario", default=None,
                    help="random | class | subclass (default: from the forget flags)")
     p.add_argument("--forget_subclass", default=None,
                    help="subclass: a CIFAR-100 fine class, e.g. rocket")
     p.add_argument("--depth", type=int, default=None, help="ViT blocks")
-  p.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+  p.add_argument("--preset", default=None, help="smoke | quick | paper (default quick)")
+  p.add_argument("--config", default=None,
+                 help="a run's config.json to replay (other flags given override it)")
+  p.add_argument("--import", dest="imports", action="append", default=[],
+                 metavar="MODULE",
+                 help="import MODULE first, e.g. one that registers a mixing rule "
+                      "(repeatable; run from the folder that holds it)")
   p.add_argument("--data_dir", default=None,
                  help=f"image folder, .tar.gz of one, or TFDS data dir "
                       f"(default ${datasets.DATA_ENV}, else tfds download)")
   p.add_argument("--workdir", default=None, help="default runs/<preset>")
-  p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--seed", type=int, default=None, help="default 1")
   p.add_argument("--seeds", default=None, help="comma list, e.g. 1,2,3: mean +- std table")
   p.add_argument("--methods", default="all",
                  help=f"comma list of {','.join(configs.METHODS)} (retrain is always run)")
@@ -84,9 +92,20 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--dtype", default=None,
                  help="float32 | bfloat16: compute dtype (params and optimizer "
                       "state stay float32; default float32)")
-  p.add_argument("--pretrain_epochs", type=int, default=None)
-  p.add_argument("--pretrain_lr", type=_float, default=None)
-  p.add_argument("--pretrain_batch_size", type=int, default=None)
+  s = p.add_argument_group(
+      "starting from what you have (each skips a phase; recorded in results.json's config)")
+  s.add_argument("--init_checkpoint", default=None, metavar="DIR",
+                 help="the original model from a checkpoint instead of pretraining: a "
+                      "workdir's original/ or an Orbax checkpoint of params (or of "
+                      "{params, batch_stats})")
+  s.add_argument("--forget_indices", default=None, metavar="FILE.npy",
+                 help="the forget set as indices into the training set, instead of "
+                      "the seeded draw (e.g. a workdir's split.npz 'forget')")
+  s.add_argument("--retrain_from", default=None, metavar="DIR",
+                 help="reuse the Retrain of another run of the same split (its "
+                      "workdir or its retrain/)")
+  s.add_argument("--no_retrain", action="store_true",
+                 help="no Retrain: the table has no Avg. Gap")
   p.add_argument("--sweep_alpha", default=None,
                  help="comma list, e.g. -2,-1,-0.5,-0.2: UGradSL/UGradSL+ train all "
                       "at once (vmap) and keep the best by validation Avg. Gap")
@@ -113,15 +132,29 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   j.add_argument("--heartbeat_timeout", type=int, default=distributed.HEARTBEAT_TIMEOUT_S,
                  help="seconds without a peer's heartbeat before every process stops "
                       f"(default {distributed.HEARTBEAT_TIMEOUT_S})")
-  g = p.add_argument_group(
-      "per-method overrides: --<method>_<field> for the fields "
-      f"{', '.join(configs.METHOD_FIELDS)} (e.g. --ugradsl_alpha -0.5, "
-      "--ugradsl_alpha_mode adaptive --ugradsl_beta 0.2, --ugradsl_plus_reduction sum)")
+  g = p.add_argument_group("pretraining (the original model and Retrain)")
+  for field, (typ, what) in configs.TRAIN_FIELD_SPECS.items():
+    g.add_argument(f"--pretrain_{field}", type=_typed(typ), default=None, help=what)
   for name in configs.METHODS[1:]:
-    for field, typ in configs.METHOD_FIELDS.items():
-      g.add_argument(f"--{name}_{field}", type=_float if typ is float else typ,
-                     default=None, help=argparse.SUPPRESS)
+    g = p.add_argument_group(f"{name}: its recipe (default: the preset's)")
+    for field in configs.METHOD_READS[name]:
+      typ, what = configs.METHOD_FIELD_SPECS[field]
+      g.add_argument(f"--{name}_{field}", type=_typed(typ), default=None, help=what)
   return p
+
+
+def _typed(parse):
+  """An argparse type from a parser: a bad value is one line naming it."""
+  if parse is float:
+    return _float
+
+  def typed(s):
+    try:
+      return parse(s)
+    except ValueError as e:
+      raise argparse.ArgumentTypeError(str(e) or f"bad value {s!r}") from None
+  typed.__name__ = getattr(parse, "__name__", "value").strip("_")
+  return typed
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
@@ -166,17 +199,57 @@ def scenario_of(a) -> str:
   return scenario
 
 
+def import_plugins(modules) -> None:
+  """--import: modules that register mixing rules (or anything else) first."""
+  import importlib
+  if modules and "" not in sys.path and "." not in sys.path:
+    sys.path.insert(0, "")  # the folder the command runs from, as python -m does
+  for mod in modules:
+    try:
+      importlib.import_module(mod)
+    except ImportError as e:
+      raise UsageError(f"--import {mod}: {e}") from None
+
+
+def _replayed(path: str) -> configs.Config:
+  p = Path(path)
+  try:
+    import json
+    d = json.loads(p.read_text())
+  except (OSError, ValueError) as e:
+    raise UsageError(f"--config {path}: unreadable ({e})") from None
+  return configs.from_dict(d.get("config", d))
+
+
 def config_from_args(a, dataset: str | None = None) -> configs.Config:
-  """Flags -> the preset's config of the cell, with the overrides applied."""
-  cfg = configs.get(a.preset, dataset or _get(a, "dataset") or "cifar10",
-                    scenario_of(a), _get(a, "model") or "resnet18")
+  """Flags -> the preset's config of the cell (or --config's), with the
+  overrides applied."""
+  if _get(a, "config"):
+    base = _replayed(a.config)
+    for flag in ("preset", "dataset", "model", "scenario"):
+      if _get(a, flag) is not None and _get(a, flag) != getattr(base, flag):
+        raise UsageError(f"--{flag} {_get(a, flag)}: --config {a.config} is a "
+                         f"{getattr(base, flag)} run; start a new run without --config")
+    cfg = base
+  else:
+    cfg = configs.get(_get(a, "preset") or "quick",
+                      dataset or _get(a, "dataset") or "cifar10",
+                      scenario_of(a), _get(a, "model") or "resnet18")
   over = {"seed": _get(a, "seed") if _get(a, "seed") is not None else cfg.seed}
   if _get(a, "forget_class") is not None:
     over["forget_classes"] = _int_list("--forget_class", a.forget_class)
   for flag in ("forget_subclass", "forget_fraction", "width", "depth", "parallel",
-               "num_devices", "dtype", "passes"):
+               "num_devices", "dtype", "passes", "init_checkpoint", "forget_indices",
+               "retrain_from"):
     if _get(a, flag) is not None:
       over[flag] = _get(a, flag)
+  if _get(a, "no_retrain"):
+    over["no_retrain"] = True
+  for flag in ("init_checkpoint", "forget_indices", "retrain_from"):
+    if over.get(flag) is not None:
+      over[flag] = str(Path(over[flag]).absolute())
+  if over.get("forget_indices") is not None:
+    over["forget_fraction"] = None  # the indices say how many
   for flag in ("sweep_alpha", "sweep_p", "sweep_beta"):
     if _get(a, flag):
       try:
@@ -184,19 +257,15 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
       except ValueError:
         raise UsageError(f"--{flag} {getattr(a, flag)!r}: expected a comma list "
                          "of numbers") from None
-  pre = {k: _get(a, f"pretrain_{k}") for k in ("epochs", "lr", "batch_size")
+  pre = {k: _get(a, f"pretrain_{k}") for k in configs.TRAIN_FIELD_SPECS
          if _get(a, f"pretrain_{k}") is not None}
   cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, **pre), **over)
   for name in configs.METHODS[1:]:
-    changes = {f: _get(a, f"{name}_{f}") for f in configs.METHOD_FIELDS
+    changes = {f: _get(a, f"{name}_{f}") for f in configs.METHOD_READS[name]
                if _get(a, f"{name}_{f}") is not None}
     if changes:
       cfg = configs.with_method(cfg, name, **changes)
   configs.validate(cfg)
-  for name, m in cfg.methods.items():
-    if m is not None and m.mix not in mixing.RULES:
-      raise configs.ConfigError(f"--{name}_mix {m.mix!r}: known rules "
-                                f"{', '.join(mixing.RULES)}")
   return cfg
 
 
@@ -213,9 +282,9 @@ def join_of(a) -> distributed.Join:
                           heartbeat_timeout=a.heartbeat_timeout)
 
 
-def parse_seeds(a) -> list[int]:
+def parse_seeds(a, default: int = 1) -> list[int]:
   if not a.seeds:
-    return [a.seed]
+    return [a.seed if a.seed is not None else default]
   try:
     return [int(s) for s in a.seeds.split(",")]
   except ValueError:
@@ -231,9 +300,10 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser(prog, grid_flags=dataset is None, doc=doc).parse_args(
         join_negative_values(argv))
+    import_plugins(a.imports)
     cfg = config_from_args(a, dataset)  # bad flags fail before any process waits
     names = parse_methods(a.methods)
-    seeds = parse_seeds(a)
+    seeds = parse_seeds(a, cfg.seed)
     distributed.join(join_of(a))  # before anything touches a device
     xla_cache.enable(a.compile_cache)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")

@@ -242,7 +242,7 @@ BAD = [
     (["--sweep_alpha", "a,b"], "--sweep_alpha"),
     (["--seeds", "1,x"], "--seeds"),
     (["--ugradsl_alpha_mode", "sometimes"], "--ugradsl_alpha_mode 'sometimes': must be one of"),
-    (["--ga_alpha_mode", "adaptive"], "--ga_alpha_mode adaptive: only ugradsl and ugradsl_plus"),
+    (["--ga_alpha_mode", "adaptive"], "unrecognized arguments: --ga_alpha_mode"),  # GA reads no rate mode
     (["--ugradsl_beta", "1.5"], "--ugradsl_beta 1.5: must be in [0, 1]"),
     (["--ugradsl_plus_reduction", "max"], "--ugradsl_plus_reduction 'max': must be one of"),
     (["--sweep_beta", "0.1,0.2"], "--sweep_beta needs an adaptive-rate method among --methods"),

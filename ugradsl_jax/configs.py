@@ -19,6 +19,8 @@ import dataclasses
 import math
 from typing import Mapping
 
+from . import registry
+
 # The same names as split.SCENARIOS and models.NAMES (a test holds them
 # equal); repeated here so that configs imports no JAX.
 SCENARIOS = ("random", "class", "subclass")
@@ -74,16 +76,99 @@ class MethodCfg:
   reduction: str = "mean"
   l1: float = 0.0         # l1-sparse: initial l1 weight, decayed linearly to 0
   mask_ratio: float = 0.5  # SalUn: share of weights updated
+  # The mixing rule's own hyper-parameters (registry.MIX_RULES), on top of
+  # its registered defaults; they reach the rule in hp.
+  mix_hparams: dict = dataclasses.field(default_factory=dict)
 
 
-# Command-line overridable fields of a method's recipe, with their types.
-METHOD_FIELDS = {"lr": float, "epochs": int, "batch_size": int, "alpha": float,
-                 "p": float, "mix": str, "alpha_mode": str, "beta": float,
-                 "reduction": str}
-ALPHA_MODES = ("fixed", "adaptive")  # as unlearn.ALPHA_MODES (a test holds them equal)
+def _bool(s: str) -> bool:
+  v = str(s).strip().lower()
+  if v in ("1", "true", "yes", "on"):
+    return True
+  if v in ("0", "false", "no", "off"):
+    return False
+  raise ValueError(f"not a boolean: {s!r} (true or false)")
+
+
+def _augment(s: str):
+  v = str(s).strip().lower()
+  return "flip" if v == "flip" else _bool(v)
+
+
+def _opt_int(s: str):
+  return None if str(s).strip().lower() in ("none", "") else int(s)
+
+
+def _milestones(s: str) -> tuple:
+  return tuple(float(x) for x in str(s).split(",") if x.strip())
+
+
+def parse_mix_hparams(s: str) -> dict:
+  """"tau=0.1,gamma=2" -> {"tau": 0.1, "gamma": 2.0}."""
+  out = {}
+  for part in (x.strip() for x in str(s).split(",")):
+    if not part:
+      continue
+    k, eq, v = part.partition("=")
+    if not eq or not k.strip():
+      raise ValueError(f"{part!r}: expected name=value")
+    out[k.strip()] = float(v)
+  return out
+
+
+# Every field of a method's recipe: its parser from a command-line string and
+# what it is, for --help. Each is --<method>_<field> on the command line and
+# a keyword of ugradsl_jax.unlearn.
+METHOD_FIELD_SPECS = {
+    "epochs": (int, "epochs over the set the method iterates"),
+    "lr": (float, "learning rate"),
+    "batch_size": (int, "batch size (paired methods: the retain batch)"),
+    "schedule": (str, "learning-rate schedule: constant | multistep | cosine | onecycle"),
+    "momentum": (float, "SGD momentum"),
+    "nesterov": (_bool, "Nesterov momentum (true / false)"),
+    "weight_decay": (float, "coupled weight decay (PyTorch SGD's)"),
+    "augment": (_augment, "true (crop + flip) | flip | false"),
+    "reduction": (str, "mean | sum: the loss terms as batch means or sums"),
+    "forget_batch_size": (_opt_int, "the forget batch (default: batch_size)"),
+    "alpha": (float, "smoothing rate of the forget targets (< 0: negative smoothing)"),
+    "alpha_mode": (str, "fixed | adaptive (per-example rate from retain neighbours)"),
+    "beta": (float, "adaptive rate: feature distance of a neighbour, in [0, 1]"),
+    "p": (float, "weight of the retain term, in [0, 1]"),
+    "mix": (str, "gradient-mixing rule (weighted | normalized | pcgrad | a registered one)"),
+    "mix_hparams": (parse_mix_hparams, "the rule's own hyper-parameters, name=value,..."),
+    "l1": (float, "initial l1 weight, decayed over the epochs"),
+    "mask_ratio": (float, "share of the weights SalUn updates, in (0, 1]"),
+}
+_COMMON = ("epochs", "lr", "batch_size", "schedule", "momentum", "nesterov",
+           "weight_decay", "augment", "reduction")
+_PAIRED = _COMMON + ("forget_batch_size", "alpha", "alpha_mode", "beta", "p", "mix",
+                     "mix_hparams")
+# Which recipe fields each method reads; setting another is refused.
+METHOD_READS = {
+    "ft": _COMMON, "ga": _COMMON + ("alpha",), "rl": _COMMON,
+    "l1_sparse": _COMMON + ("l1",), "salun": _COMMON + ("mask_ratio",),
+    "neggrad_plus": tuple(f for f in _PAIRED if f != "alpha"),
+    "ugradsl": _PAIRED, "ugradsl_plus": _PAIRED, "ugradsl_adaptive": _PAIRED,
+    "ugradsl_plus_adaptive": _PAIRED}
+TRAIN_FIELD_SPECS = {
+    "epochs": (int, "epochs"), "lr": (float, "peak learning rate"),
+    "batch_size": (int, "batch size"),
+    "schedule": (str, "multistep | cosine | onecycle | constant"),
+    "milestones": (_milestones, "multistep: epochs at which the rate drops 10x, comma list"),
+    "momentum": (float, "SGD momentum"), "nesterov": (_bool, "Nesterov momentum"),
+    "weight_decay": (float, "coupled weight decay"),
+    "augment": (_augment, "true (crop + flip) | flip | false")}
+# Kept for callers that override the most common fields.
+METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
+                 ("lr", "epochs", "batch_size", "alpha", "p", "mix", "alpha_mode", "beta",
+                  "reduction")}
+# Fields added after workdirs existed: left out of a phase's checkpoint meta
+# at their default, so those workdirs stay valid.
+META_OPTIONAL = {"mix_hparams": {}}
+ALPHA_MODES = ("fixed", "adaptive")  # as ugradsl_step.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
-PASSES = ("two", "one", "auto")  # as unlearn.PASSES (a test holds them equal)
+PASSES = ("two", "one", "auto")  # as ugradsl_step.PASSES (a test holds them equal)
 # The methods whose forget batch is paired with a retain batch and that take
 # a smoothing rate: the adaptive rate and the vmapped sweeps are theirs.
 ADAPTIVE_METHODS = ("ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive")
@@ -142,9 +227,57 @@ class Config:
   sweep_beta: tuple | None = None     # adaptive alpha_mode only
   log_every: int = 10                 # steps between rows of a phase's history
   text: TextCfg | None = None         # text data sets only
+  # Starting from what the user has (README "Bring your own"):
+  init_checkpoint: str | None = None  # the original model from this checkpoint
+  forget_indices: str | None = None   # .npy of indices into the training set
+  retrain_from: str | None = None     # a Retrain of the same split to reuse
+  no_retrain: bool = False            # no Retrain, so no Avg. Gap
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
+
+
+def from_dict(d: Mapping) -> Config:
+  """The inverse of Config.to_dict (a run's config.json "config"); unknown
+  keys are a ConfigError naming them."""
+  d = dict(d)
+  known = {f.name for f in dataclasses.fields(Config)}
+  extra = sorted(set(d) - known)
+  if extra:
+    raise ConfigError(f"config: unknown fields {', '.join(extra)}")
+
+  def build(cls, v, what):
+    if v is None:
+      return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(v) - names)
+    if bad:
+      raise ConfigError(f"config {what}: unknown fields {', '.join(bad)}")
+    v = {k: tuple(x) if isinstance(x, list) else x for k, x in v.items()}
+    try:
+      return cls(**v)
+    except TypeError as e:
+      raise ConfigError(f"config {what}: {e}") from None
+
+  try:
+    d["pretrain"] = build(TrainCfg, d["pretrain"], "pretrain")
+    d["methods"] = {k: build(MethodCfg, v, k) for k, v in d["methods"].items()}
+  except KeyError as e:
+    raise ConfigError(f"config: missing {e}") from None
+  for k, v in d["methods"].items():
+    if v is not None:
+      d["methods"][k] = dataclasses.replace(v, mix_hparams=dict(v.mix_hparams))
+  d["text"] = build(TextCfg, d.get("text"), "text")
+  for k in ("forget_classes", "sweep_alpha", "sweep_p", "sweep_beta"):
+    if isinstance(d.get(k), list):
+      d[k] = tuple(d[k])
+  return Config(**d)
+
+
+def recipe_meta(recipe: Mapping) -> dict:
+  """A recipe as a phase's checkpoint meta records it."""
+  return {k: v for k, v in recipe.items()
+          if not (k in META_OPTIONAL and v == META_OPTIONAL[k])}
 
 
 def _paper() -> Config:
@@ -499,4 +632,17 @@ def validate(cfg: Config) -> None:
                         "the retain batch the rate is measured against")
     if not (math.isfinite(m.beta) and 0.0 <= m.beta <= 1.0):
       raise ConfigError(f"--{name}_beta {m.beta}: must be in [0, 1] (a feature distance)")
+    try:
+      registry.mix_hparams(m.mix, m.mix_hparams, what=f"--{name}_mix_hparams")
+    except ValueError as e:
+      raise ConfigError(f"--{name}_mix: {e}" if m.mix not in registry.MIX_RULES
+                        else str(e)) from None
+  if cfg.forget_indices is not None and cfg.scenario != "random":
+    raise ConfigError(f"--forget_indices replaces the random draw; --scenario {cfg.scenario} "
+                      "forgets whole classes")
+  if cfg.no_retrain and cfg.retrain_from:
+    raise ConfigError("--no_retrain and --retrain_from exclude each other")
+  if cfg.no_retrain and (cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta):
+    raise ConfigError("--no_retrain: a sweep chooses by validation Avg. Gap against "
+                      "Retrain, which --no_retrain leaves out")
 
