@@ -153,3 +153,60 @@ class PhaseStore:
 def abstract_of(tree):
   """Shape/dtype skeleton for StandardRestore, on the default device."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def read_variables(path) -> tuple[dict, dict | None]:
+  """({"params", "batch_stats"}, the phase's outcome.json or None) from
+
+  - a finished phase directory (a workdir's original/ or retrain/, with its
+    outcome.json): its last step;
+  - an Orbax checkpoint of a pytree holding "params" (and "batch_stats"),
+    or of the params alone.
+
+  The restored arrays are host numpy arrays; the caller checks that their
+  tree fits its model."""
+  d = Path(path)
+  if not d.is_dir():
+    raise CheckpointError(f"{d}: no such checkpoint directory")
+  steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
+  outcome = read_json(d / "outcome.json") if (d / "outcome.json").exists() else None
+  phase = bool(steps) and (d / str(steps[-1]) / "state").exists()
+  if phase and outcome is None:
+    raise CheckpointError(f"{d}: an unfinished phase (no outcome.json); finish its run "
+                          "first, or point at a finished one")
+  try:
+    if phase:
+      with ocp.CheckpointManager(d.absolute()) as mngr:
+        step = mngr.latest_step()
+        tree = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore()))["state"]
+    else:
+      tree = ocp.StandardCheckpointer().restore(d.absolute())
+  except Exception as e:  # orbax raises many kinds; the message says which
+    raise CheckpointError(f"{d}: not a readable Orbax checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+  tree = jax.tree.map(np.asarray, tree)
+  if isinstance(tree, dict) and "params" in tree:
+    variables = {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}
+  else:
+    variables = {"params": tree, "batch_stats": {}}
+  return variables, outcome
+
+
+def tree_mismatch(got, want, prefix: str = "") -> str | None:
+  """The first path where `got` differs from `want` in keys or shapes."""
+  if isinstance(want, dict):
+    if not isinstance(got, dict):
+      return f"{prefix or '<root>'}: a {type(got).__name__} where the model has a dict"
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+      return (f"{prefix or '<root>'}: " + (f"missing {missing[:3]} " if missing else "")
+              + (f"unexpected {extra[:3]}" if extra else "")).strip()
+    for k in want:
+      bad = tree_mismatch(got[k], want[k], f"{prefix}/{k}" if prefix else str(k))
+      if bad:
+        return bad
+    return None
+  if np.shape(got) != np.shape(want):
+    return f"{prefix}: shape {tuple(np.shape(got))}, the model's {tuple(np.shape(want))}"
+  return None

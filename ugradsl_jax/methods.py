@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, losses, mixing, models, sweep, train, unlearn
-from .configs import Config, ConfigError, MethodCfg, TrainCfg
+from . import batching, checkpoint, losses, mixing, models, sweep, train, ugradsl_step
+from .configs import Config, ConfigError, MethodCfg, TrainCfg, recipe_meta
 from .datasets import Dataset
 from .parallel import Parallel, ParallelError
 from .split import Split, fingerprint
@@ -46,6 +46,8 @@ class Context:
   progress: bool = True
   probe: Callable[[float], None] | None = None  # train.fit's speed probe, every phase
   _device_data: dict | None = None
+  # A user's model (contract.Model) in place of the registry's cfg.model.
+  user_model: object | None = None
 
   @functools.cached_property
   def data_id(self) -> str:
@@ -65,6 +67,8 @@ class Context:
     return self._device_data
 
   def model(self, axis_name="unset"):
+    if self.user_model is not None:
+      return self.user_model
     axis = self.par.axis_name if axis_name == "unset" else axis_name
     c, d = self.cfg, self.data
     return models.build(c.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
@@ -77,12 +81,18 @@ class Context:
   def meta(self, name: str, recipe) -> dict:
     if dataclasses.is_dataclass(recipe):
       recipe = dataclasses.asdict(recipe)
+    if isinstance(recipe, dict):
+      recipe = recipe_meta(recipe)
     return {"phase": name, "recipe": recipe, "model": self.cfg.model,
             "tiny": self.cfg.tiny, "width": self.cfg.width, "depth": self.cfg.depth,
             "num_classes": self.data.num_classes, "seed": self.cfg.seed,
             "data": self.data_id, "split": fingerprint(self.split),
             # Only when not float32, so workdirs from before the flag stay valid.
-            **({"dtype": self.cfg.dtype} if self.cfg.dtype != "float32" else {})}
+            **({"dtype": self.cfg.dtype} if self.cfg.dtype != "float32" else {}),
+            # Every phase starts from the original model: one read from a
+            # checkpoint is part of what its results depend on.
+            **({"init_checkpoint": self.cfg.init_checkpoint}
+               if self.cfg.init_checkpoint else {})}
 
   def batch_for(self, size: int, indices, what: str) -> int:
     """`size`, or, when the set is smaller than one batch (the smoke preset's
@@ -126,7 +136,8 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
                           lr_fn=lr_fn, progress=ctx.progress, probe=ctx.probe)
   if ctx.workdir is None:
     res = fit(state=state0)
-    return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {})})
+    return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {}),
+                             "history": res.history})
   store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
   try:
     done = store.outcome()
@@ -175,11 +186,51 @@ def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
 
 
 def original(ctx: Context) -> Phase:
+  if ctx.cfg.init_checkpoint:
+    return from_checkpoint(ctx, "original", ctx.cfg.init_checkpoint)
   return train_from_scratch(ctx, "original", ctx.split.train, ctx.cfg.pretrain)
+
+
+def from_checkpoint(ctx: Context, name: str, path, check_split: bool = False) -> Phase:
+  """A phase's model read from another run's checkpoint instead of trained
+  (--init_checkpoint, --retrain_from). Its tree must fit this run's model;
+  with `check_split` the source phase must have been trained on this split.
+  The outcome is the source's (its RTE) where it has one."""
+  variables, outcome = checkpoint.read_variables(path)
+  want = train.init_variables(ctx.model(None), 0, ctx.data.input_shape,
+                              ctx.data.train_x.dtype)
+  for part in ("params", "batch_stats"):
+    bad = checkpoint.tree_mismatch(variables[part], want[part])
+    if bad:
+      raise checkpoint.CheckpointError(
+          f"{path}: does not fit this run's {ctx.cfg.model} (width {ctx.cfg.width}, "
+          f"{ctx.data.num_classes} classes): {part} {bad}")
+  if check_split:
+    saved = (outcome or {}).get("meta", {}).get("split")
+    if saved != fingerprint(ctx.split):
+      raise checkpoint.CheckpointError(
+          f"{path}: trained on another split (fingerprint {saved}, this run's "
+          f"{fingerprint(ctx.split)}); a Retrain is only comparable on its own split")
+  cast = lambda a, b: np.asarray(a, np.asarray(b).dtype)  # noqa: E731
+  state = train.create_state(jax.tree.map(cast, variables["params"], want["params"]),
+                             jax.tree.map(cast, variables["batch_stats"], want["batch_stats"]),
+                             train.sgd(0.0))
+  state = jax.device_get(state)
+  keep = ("steps", "rte_s", "compile_s", "io_s", "images_per_s", "diverged", "diverged_step")
+  out = {"diverged": False, "diverged_step": None, "steps": 0, "rte_s": None,
+         "compile_s": 0.0, "io_s": 0.0, "images_per_s": None, "resumed_from_step": None,
+         **{k: outcome[k] for k in keep if outcome and k in outcome},
+         "nonfinite": False, "source": str(path)}
+  return Phase(state, out)
 
 
 def retrain(ctx: Context, orig: Phase, m=None) -> Phase:
   del orig, m
+  if ctx.cfg.retrain_from:
+    src = Path(ctx.cfg.retrain_from)
+    if (src / "retrain").is_dir():  # a whole workdir
+      src = src / "retrain"
+    return from_checkpoint(ctx, "retrain", src, check_split=True)
   return train_from_scratch(ctx, "retrain", ctx.split.retain, ctx.cfg.pretrain)
 
 
@@ -335,13 +386,14 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
                                    ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
   tx, schedule, opt_hp = _tx(m, total, spe)
-  step_fn = unlearn.unlearn_step
+  step_fn = ugradsl_step.unlearn_step
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  hp, recipe = {"alpha": m.alpha, "p": m.p, "beta": m.beta, **opt_hp}, m
+  mix_hp = mixing.hparams(m.mix, m.mix_hparams) if isinstance(m.mix, str) else {}
+  hp, recipe = {"alpha": m.alpha, "p": m.p, "beta": m.beta, **opt_hp, **mix_hp}, m
   if sweep_hp is not None:
     k = len(sweep_hp["alpha"])
     step_fn, state0 = sweep.vmapped(step_fn), sweep.stack([jax.device_get(state0)] * k)
-    hp = {**{key: np.full(k, v, np.float32) for key, v in opt_hp.items()},
+    hp = {**{key: np.full(k, v, np.float32) for key, v in {**opt_hp, **mix_hp}.items()},
           **{key: np.asarray(v, np.float32) for key, v in sweep_hp.items()}}
     name = f"{name}_sweep"
     recipe = {**dataclasses.asdict(m),

@@ -73,8 +73,39 @@ def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
       data.train_y, len(data.test_y), seed=cfg.seed, scenario=cfg.scenario,
       val_fraction=cfg.val_fraction, forget_fraction=cfg.forget_fraction,
       forget_classes=forget, train_per_class=cfg.train_per_class,
-      test_size=cfg.test_size, test_strata=data.test_y)
+      test_size=cfg.test_size, test_strata=data.test_y,
+      forget_indices=None if cfg.forget_indices is None else
+      read_indices(cfg.forget_indices))
   return split, view
+
+
+def read_indices(path) -> np.ndarray:
+  """--forget_indices: a .npy of integers (or an .npz holding "forget")."""
+  try:
+    a = np.load(path, allow_pickle=False)
+    if isinstance(a, np.lib.npyio.NpzFile):
+      if "forget" not in a:
+        raise configs.ConfigError(f"--forget_indices {path}: the .npz has no 'forget' array")
+      a = a["forget"]
+  except (OSError, ValueError) as e:
+    raise configs.ConfigError(f"--forget_indices {path}: unreadable ({e})") from None
+  return np.asarray(a)
+
+
+def provenance(cfg: configs.Config) -> dict:
+  """Where the parts a run did not make itself came from."""
+  out = {}
+  if cfg.init_checkpoint:
+    out["init_checkpoint"] = cfg.init_checkpoint
+  if cfg.forget_indices:
+    idx = np.ascontiguousarray(read_indices(cfg.forget_indices), np.int64)
+    out["forget_indices"] = {"path": cfg.forget_indices, "count": int(len(idx)),
+                             "sha256": hashlib.sha256(idx.tobytes()).hexdigest()[:16]}
+  if cfg.retrain_from:
+    out["retrain_from"] = cfg.retrain_from
+  if cfg.no_retrain:
+    out["no_retrain"] = True
+  return out
 
 
 def context(cfg: configs.Config, data: datasets.Dataset, workdir: Path | None,
@@ -145,8 +176,15 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
       ctx.par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
   if ctx.workdir is None:
     return
+  for flag, name in (("--init_checkpoint", "original"), ("--retrain_from", "retrain")):
+    if getattr(cfg, flag[2:]) and (ctx.workdir / name / "outcome.json").exists():
+      raise configs.ConfigError(
+          f"{flag}: {ctx.workdir} trained its own {name} model already, and its other "
+          "phases started from it; use a new --workdir")
   for name in ["original"] + names:
     d = ctx.workdir / name
+    if name == "original" and cfg.init_checkpoint or name == "retrain" and cfg.retrain_from:
+      continue  # read, not trained here
     if d.exists() and not sweeping(cfg, name):  # a sweep trains in <name>_sweep
       recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
       checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
@@ -164,7 +202,8 @@ def cost(outcome: dict) -> dict:
   compilation (`compile_s`) and without the loop's host checks and
   checkpoint saves (`io_s`), both reported apart. Evaluation is outside."""
   mask_s = outcome.get("mask_s", 0.0)
-  return {"rte_s": outcome["rte_s"] + mask_s, "mask_s": mask_s,
+  rte = outcome.get("rte_s")  # None: read from a checkpoint that did not say
+  return {"rte_s": None if rte is None else rte + mask_s, "mask_s": mask_s,
           "compile_s": outcome["compile_s"] + outcome.get("mask_compile_s", 0.0),
           "io_s": outcome.get("io_s")}
 
@@ -223,13 +262,16 @@ def _cell(cfg: configs.Config) -> dict:
           "preset": cfg.preset}
 
 
-def check_methods(names: list[str]) -> list[str]:
-  """Known names, Retrain first (Avg. Gap needs it)."""
+def check_methods(names: list[str], with_retrain: bool = True) -> list[str]:
+  """Known names, Retrain first (Avg. Gap needs it); none with_retrain False."""
   unknown = [n for n in names if n not in configs.METHODS]
   if unknown or not names:
     raise configs.ConfigError(f"--methods: unknown {', '.join(unknown) or '(empty)'}; "
                               f"known: {', '.join(configs.METHODS)}")
-  return ["retrain"] + [n for n in names if n != "retrain"]
+  rest = [n for n in names if n != "retrain"]
+  if not with_retrain and not rest:
+    raise configs.ConfigError("--no_retrain: --methods names no method besides retrain")
+  return (["retrain"] if with_retrain else []) + rest
 
 
 # Which set each method's epochs run over, and whether a batch of the other
@@ -288,7 +330,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
              names: list[str], progress: bool = True) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
   t_start = time.perf_counter()
-  names = check_methods(names)
+  names = check_methods(names, with_retrain=not cfg.no_retrain)
   workdir = Path(workdir)
   ctx = context(cfg, data, workdir, progress)
   split = ctx.split
@@ -297,6 +339,8 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   checkpoint.write_json(workdir / "config.json",
                         {"config": cfg.to_dict(), "data": data.source,
                          "split_sizes": split.sizes()})
+  if distributed.is_primary():
+    split_lib.save(split, workdir / "split.npz")
 
   orig = M.original(ctx)
   rows = {}
@@ -308,17 +352,19 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
     phase = M.REGISTRY[name](ctx, orig, m)
     rows[name] = _row(phase, evaluated(ctx, name, phase),
                       dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain))
-  ref, ref_val = rows["retrain"], rows["retrain"]["val"]
-  for name, r in rows.items():
-    r["avg_gap"] = metrics.avg_gap(r, ref)
-    r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
+  if "retrain" in rows:
+    ref, ref_val = rows["retrain"], rows["retrain"]["val"]
+    for name, r in rows.items():
+      r["avg_gap"] = metrics.avg_gap(r, ref)
+      r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
   o_scores = evaluated(ctx, "original", orig)
   draw_curves(workdir, names, f"{report.title(_cell(cfg))}, seed {cfg.seed}")
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
          "num_classes": ctx.data.num_classes, "forgotten": forgotten(cfg, data),
          "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
          "methods": rows, "original": o_scores["test"],
-         "config": cfg.to_dict(), "split_sizes": split.sizes(),
+         "config": cfg.to_dict(), "provenance": provenance(cfg),
+         "split_sizes": split.sizes(),
          "machine": report.machine(),
          "date": datetime.date.today().isoformat(),
          "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included

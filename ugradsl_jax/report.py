@@ -88,6 +88,8 @@ def markdown(res: dict) -> str:
   if "stds" in res:
     parts.append("Mean ± std over seeds. Avg. Gap is against Retrain of the same seed.")
     parts.append("")
+  if "retrain" not in res["methods"]:
+    parts += ["No Retrain in this run (--no_retrain): no Avg. Gap.", ""]
   parts.append(table(res["methods"], res.get("stds")))
   if "original" in res:
     o, os_ = res["original"], res.get("original_std", {})
@@ -129,7 +131,8 @@ def write(res: dict, workdir: Path) -> None:
   tmp = workdir / ".results.md.tmp"
   tmp.write_text(markdown(res))
   tmp.replace(workdir / "results.md")
-  plot(res, workdir / "results.png")
+  if "retrain" in res["methods"]:  # the figure is of gaps to Retrain
+    plot(res, workdir / "results.png")
 
 
 def mean_std(values) -> tuple[float, float]:

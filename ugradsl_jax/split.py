@@ -63,14 +63,18 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
                scenario: str = "random", val_fraction: float = 0.1,
                forget_fraction: float | None = 0.1, forget_classes=(),
                train_per_class: int | None = None, test_size: int | None = None,
-               test_strata=None) -> Split:
+               test_strata=None, forget_indices=None) -> Split:
   """Pure function of (strata, seed, spec): the same inputs give the same split.
 
   Order of draws: optional stratified subset -> per-class validation hold-out
   -> forget set (random `forget_fraction` of train, or all of
   `forget_classes`) -> stratified test subset; the MIA members' order comes
-  from a stream of its own. The random scenario draws exactly as before the
-  scenarios existed, so its splits are unchanged.
+  from a stream of its own.
+
+  `forget_indices` (random scenario only): the forget set given, as indices
+  into the training array, instead of drawn. Validation is drawn as usual,
+  and any given index it holds moves from validation back to train, so that
+  the indices of another run's split reproduce that split exactly.
   """
   labels = np.asarray(strata)
   classes = np.unique(labels)
@@ -78,7 +82,13 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
     raise SplitError(f"--scenario {scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
   forget_classes = tuple(int(c) for c in forget_classes)
   flag = "--forget_subclass" if scenario == "subclass" else "--forget_class"
-  if scenario == "random":
+  if forget_indices is not None and scenario != "random":
+    raise SplitError(f"--forget_indices replaces the random draw; --scenario {scenario} "
+                     "forgets whole classes")
+  if scenario == "random" and forget_indices is not None:
+    if forget_classes:
+      raise SplitError("--forget_class needs --scenario class")
+  elif scenario == "random":
     if forget_classes:
       raise SplitError("--forget_class needs --scenario class (random forgetting "
                        "draws a fraction)")
@@ -111,7 +121,11 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
   train = np.sort(np.concatenate(train))
   val = np.sort(np.concatenate(val))
 
-  if scenario == "random":
+  if forget_indices is not None:
+    forget = _given_forget(forget_indices, len(labels), train, val)
+    val = np.setdiff1d(val, forget, assume_unique=True)
+    train = np.union1d(train, forget)
+  elif scenario == "random":
     n_forget = int(math.floor(forget_fraction * len(train)))
     forget = np.sort(rng.choice(train, n_forget, replace=False)) if n_forget else train[:0]
   else:
@@ -155,6 +169,35 @@ def make_split(strata: np.ndarray, num_test: int, *, seed: int,
   return Split(train=i64(train), val=i64(val), forget=i64(forget), retain=i64(retain),
                test=i64(test), forgotten_test=i64(forgotten_test),
                forgotten_val=i64(forgotten_val), mia_members=i64(members))
+
+
+def _given_forget(indices, n: int, train: np.ndarray, val: np.ndarray) -> np.ndarray:
+  idx = np.asarray(indices)
+  if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+    raise SplitError(f"--forget_indices: expected a 1-D array of integers, got "
+                     f"{idx.dtype} of shape {idx.shape}")
+  if len(np.unique(idx)) != len(idx):
+    raise SplitError("--forget_indices: the indices repeat")
+  if len(idx) and (idx.min() < 0 or idx.max() >= n):
+    raise SplitError(f"--forget_indices: indices must be in [0, {n}) (the training set "
+                     f"holds {n}); got {idx.min()}..{idx.max()}")
+  pool = np.union1d(train, val)
+  outside = np.setdiff1d(idx, pool)
+  if len(outside):
+    raise SplitError(f"--forget_indices: {len(outside)} of them (e.g. {outside[0]}) are "
+                     "outside this preset's training subset; use a preset without one or "
+                     "indices from its split.npz")
+  return np.sort(idx.astype(np.int64))
+
+
+def save(split: Split, path) -> None:
+  """split.npz: every index array of the split, by name."""
+  from pathlib import Path
+  import os
+  path = Path(path)
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+  np.savez(tmp, **{k: np.asarray(v, np.int64) for k, v in dataclasses.asdict(split).items()})
+  os.replace(tmp, path)
 
 
 def fingerprint(split: Split) -> str:
