@@ -56,6 +56,14 @@ def test_runs_and_forgets(executed):
   assert not [o for o in outputs if o.get("output_type") == "error"]
   text = "\n".join(_text(o) for o in outputs)
 
+  # Section 0: the user's own CNN, unlearned through the public API, forgets
+  # its class (UA and MIA up to near 100) and keeps most of the rest.
+  m = re.search(r"YOUR_MODEL (\{.*\})", text)
+  assert m, "the notebook's YOUR_MODEL line is missing"
+  own = json.loads(m.group(1))
+  assert own["before"]["UA"] < 40 and own["after"]["UA"] > 90, own
+  assert own["after"]["RA"] > own["before"]["RA"] - 10, own
+
   # Section 1: the NLS targets for alpha = -1 put 1.90 on the true class.
   assert "| -1.0 | 1.90 | -0.10 | 1.00 |" in text
 
