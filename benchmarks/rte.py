@@ -113,6 +113,13 @@ def _idx(part):
   return part["idx"] if isinstance(part, dict) else part
 
 
+def _random_labels(y, forget, seed: int, num_classes: int):
+  """RL's forget labels for the timing run (their values do not change the cost)."""
+  out = np.array(y, np.int64)
+  out[forget] = np.random.default_rng([seed, 0x41]).integers(0, num_classes, len(forget))
+  return out
+
+
 def _torch_runner(data, split, cfg, width, args):
   """method name -> {torch_rte_s, ...}: the same schedule through torch_ref."""
   import os
@@ -122,7 +129,7 @@ def _torch_runner(data, split, cfg, width, args):
   from . import torch_ref
   torch.set_num_threads(os.cpu_count())
   dev = "cuda" if torch.cuda.is_available() else "cpu"
-  y_rl = torch.as_tensor(M.random_labels(data.train_y, split.forget, cfg.seed, 10)).long().to(dev)
+  y_rl = torch.as_tensor(_random_labels(data.train_y, split.forget, cfg.seed, 10)).long().to(dev)
   s = split
 
   def run(name, m, total):

@@ -47,35 +47,11 @@ def test_ga_equals_ugradsl_step_with_p0_alpha0():
   assert d > 1e-4
 
 
-def test_random_labels_are_always_wrong_and_only_on_forget():
-  y = np.repeat(np.arange(10), 100).astype(np.int32)
-  forget = np.arange(0, 1000, 7)
-  out = methods.random_labels(y, forget, seed=1, num_classes=10)
-  assert np.all(out[forget] != y[forget])
-  keep = np.setdiff1d(np.arange(1000), forget)
-  np.testing.assert_array_equal(out[keep], y[keep])
-  np.testing.assert_array_equal(out, methods.random_labels(y, forget, 1, 10))
-  assert len(set(out[forget] - y[forget])) > 5  # spread over the wrong classes
-  # Twenty classes (CIFAR-100's superclasses): labels reach all of 0..19.
-  y20 = np.repeat(np.arange(20), 100).astype(np.int32)
-  out20 = methods.random_labels(y20, np.arange(2000), 1, 20)
-  assert np.all(out20 != y20) and set(out20) == set(range(20))
-
-
 def test_saliency_mask_keeps_the_top_share_globally():
   g = {"a": jnp.array([0.1, -5.0, 0.2]), "b": jnp.array([[3.0, -0.05], [0.3, 1.0]])}
   m = methods.saliency_mask(g, 0.5)  # 7 weights -> top 4 by |g|: 5, 3, 1, 0.3
   np.testing.assert_array_equal(m["a"], [0, 1, 0])
   np.testing.assert_array_equal(m["b"], [[1, 0], [1, 1]])
-
-
-def test_l1_penalty_decays_linearly_to_zero():
-  params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([3.0])}
-  hp = {"l1": 0.1, "total_steps": 10.0}
-  at = lambda s: float(methods.l1_penalty(params, jnp.int32(s), hp))
-  assert at(0) == pytest.approx(0.6)
-  assert at(5) == pytest.approx(0.3)
-  assert at(10) == pytest.approx(0.0)
 
 
 def test_epochs_visit_each_example_once_per_epoch():

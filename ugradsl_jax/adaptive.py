@@ -30,14 +30,18 @@ def feature_distance(h_forget: jax.Array, h_retain: jax.Array) -> jax.Array:
   return jnp.clip((1.0 - cos) / 2.0, 0.0, 1.0)
 
 
-def neighbour_share(h_forget, h_retain, beta) -> jax.Array:
-  """rho_j: the share of the retain batch within distance beta of forget j."""
-  d = feature_distance(h_forget, h_retain)
-  return jnp.mean((d <= beta).astype(jnp.float32), axis=1)
+def neighbour_share(h_forget, h_retain, beta, w_retain=None) -> jax.Array:
+  """rho_j: the share of the retain batch within distance beta of forget j
+  (`w_retain`: 1 for a real retain row, 0 for padding, which counts for
+  nothing)."""
+  near = (feature_distance(h_forget, h_retain) <= beta).astype(jnp.float32)
+  if w_retain is None:
+    return jnp.mean(near, axis=1)
+  return near @ w_retain / jnp.maximum(jnp.sum(w_retain), 1.0)
 
 
-def adaptive_alpha(h_forget, h_retain, alpha, beta) -> jax.Array:
+def adaptive_alpha(h_forget, h_retain, alpha, beta, w_retain=None) -> jax.Array:
   """Per-example rates [F]: alpha * (1 - rho_j), features stop-gradiented."""
   h_forget, h_retain = jax.lax.stop_gradient((h_forget, h_retain))
-  rho = neighbour_share(h_forget, h_retain, beta)
+  rho = neighbour_share(h_forget, h_retain, beta, w_retain)
   return jnp.asarray(alpha, jnp.float32) * (1.0 - rho)

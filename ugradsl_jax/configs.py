@@ -76,6 +76,12 @@ class MethodCfg:
   reduction: str = "mean"
   l1: float = 0.0         # l1-sparse: initial l1 weight, decayed linearly to 0
   mask_ratio: float = 0.5  # SalUn: share of weights updated
+  # l1-sparse: the last no_l1_epochs epochs run without the penalty.
+  no_l1_epochs: int = 0
+  # RL (and SalUn): "sequential" (a pass over D_f with random labels, then
+  # D_r), "union" (a shuffled union), "auto": the reference's choice for the
+  # data set (union for CIFAR-100 and Tiny-ImageNet).
+  rl_loop: str = "auto"
   # The mixing rule's own hyper-parameters (registry.MIX_RULES), on top of
   # its registered defaults; they reach the rule in hp.
   mix_hparams: dict = dataclasses.field(default_factory=dict)
@@ -136,7 +142,9 @@ METHOD_FIELD_SPECS = {
     "p": (float, "weight of the retain term, in [0, 1]"),
     "mix": (str, "gradient-mixing rule (weighted | normalized | pcgrad | a registered one)"),
     "mix_hparams": (parse_mix_hparams, "the rule's own hyper-parameters, name=value,..."),
-    "l1": (float, "initial l1 weight, decayed over the epochs"),
+    "l1": (float, "l1 weight in epoch 0, decayed linearly epoch by epoch"),
+    "no_l1_epochs": (int, "the last epochs without the l1 penalty"),
+    "rl_loop": (str, "auto | sequential | union: RL's pass over the relabelled forget set"),
     "mask_ratio": (float, "share of the weights SalUn updates, in (0, 1]"),
 }
 _COMMON = ("epochs", "lr", "batch_size", "schedule", "momentum", "nesterov",
@@ -145,8 +153,9 @@ _PAIRED = _COMMON + ("forget_batch_size", "alpha", "alpha_mode", "beta", "p", "m
                      "mix_hparams")
 # Which recipe fields each method reads; setting another is refused.
 METHOD_READS = {
-    "ft": _COMMON, "ga": _COMMON + ("alpha",), "rl": _COMMON,
-    "l1_sparse": _COMMON + ("l1",), "salun": _COMMON + ("mask_ratio",),
+    "ft": _COMMON, "ga": _COMMON + ("alpha",), "rl": _COMMON + ("rl_loop",),
+    "l1_sparse": _COMMON + ("l1", "no_l1_epochs"),
+    "salun": _COMMON + ("mask_ratio", "rl_loop"),
     "neggrad_plus": tuple(f for f in _PAIRED if f != "alpha"),
     "ugradsl": _PAIRED, "ugradsl_plus": _PAIRED, "ugradsl_adaptive": _PAIRED,
     "ugradsl_plus_adaptive": _PAIRED}
@@ -164,10 +173,11 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
                   "reduction")}
 # Fields added after workdirs existed: left out of a phase's checkpoint meta
 # at their default, so those workdirs stay valid.
-META_OPTIONAL = {"mix_hparams": {}}
+META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto"}
 ALPHA_MODES = ("fixed", "adaptive")  # as ugradsl_step.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
+RL_LOOPS = ("auto", "sequential", "union")
 PASSES = ("two", "one", "auto")  # as ugradsl_step.PASSES (a test holds them equal)
 # The methods whose forget batch is paired with a retain batch and that take
 # a smoothing rate: the adaptive rate and the vmapped sweeps are theirs.
@@ -620,6 +630,11 @@ def validate(cfg: Config) -> None:
       raise ConfigError(f"{name} mask_ratio {m.mask_ratio}: must be in (0, 1]")
     if not (math.isfinite(m.l1) and m.l1 >= 0):
       raise ConfigError(f"{name} l1 {m.l1}: must be >= 0")
+    if not (isinstance(m.no_l1_epochs, int) and 0 <= m.no_l1_epochs < m.epochs):
+      raise ConfigError(f"--{name}_no_l1_epochs {m.no_l1_epochs}: must be in "
+                        f"[0, epochs = {m.epochs})")
+    if m.rl_loop not in RL_LOOPS:
+      raise ConfigError(f"--{name}_rl_loop {m.rl_loop!r}: must be one of {', '.join(RL_LOOPS)}")
     if m.reduction not in REDUCTIONS:
       raise ConfigError(f"--{name}_reduction {m.reduction!r}: must be one of "
                         f"{', '.join(REDUCTIONS)}")

@@ -31,8 +31,11 @@ import numpy as np
 from . import batching, checkpoint, losses, mixing, models, sweep, train, ugradsl_step
 from .configs import Config, ConfigError, MethodCfg, TrainCfg, recipe_meta
 from .datasets import Dataset
-from .parallel import Parallel, ParallelError
+from .parallel import Parallel
 from .split import Split, fingerprint
+
+
+PROTOCOL_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -60,10 +63,8 @@ class Context:
   def device_data(self) -> dict:
     """Images and labels, put on the device(s) once for every phase."""
     if self._device_data is None:
-      self._device_data = self.par.replicate({
-          "x": self.data.train_x, "y": self.data.train_y,
-          "y_rl": random_labels(self.data.train_y, self.split.forget, self.cfg.seed,
-                                self.data.num_classes)})
+      self._device_data = self.par.replicate({"x": self.data.train_x,
+                                              "y": self.data.train_y})
     return self._device_data
 
   def model(self, axis_name="unset"):
@@ -89,6 +90,10 @@ class Context:
             "data": self.data_id, "split": fingerprint(self.split),
             # Only when not float32, so workdirs from before the flag stay valid.
             **({"dtype": self.cfg.dtype} if self.cfg.dtype != "float32" else {}),
+            # What a phase computes changed with this version (padded last
+            # batches, RL's loop, the l1 schedule): older workdirs are
+            # refused rather than reused.
+            "protocol": PROTOCOL_VERSION,
             # Every phase starts from the original model: one read from a
             # checkpoint is part of what its results depend on.
             **({"init_checkpoint": self.cfg.init_checkpoint}
@@ -96,24 +101,13 @@ class Context:
 
   def batch_for(self, size: int, indices, what: str) -> int:
     """`size`, or, when the set is smaller than one batch (the smoke preset's
-    sub-class forget set holds 9 images against batch 16), the largest
-    multiple of the device count it fills: every step keeps one shape."""
+    sub-class forget set holds 9 images against batch 16), the set's size
+    rounded up to a multiple of the device count: one padded batch an epoch,
+    as the reference's DataLoader gives one short batch."""
+    del what
     if len(indices) >= size:
       return size
-    fit = len(indices) // self.par.n * self.par.n
-    if fit == 0:
-      raise ParallelError(f"{what}: the set has {len(indices)} examples, fewer "
-                          f"than the {self.par.n} devices")
-    return fit
-
-
-def random_labels(y: np.ndarray, forget: np.ndarray, seed: int,
-                  num_classes: int) -> np.ndarray:
-  """Labels with each forget example moved to a random *wrong* class."""
-  rng = np.random.default_rng([seed, 0x41])
-  out = np.array(y, np.int32)
-  out[forget] = (y[forget] + rng.integers(1, num_classes, len(forget))) % num_classes
-  return out
+    return -(-len(indices) // self.par.n) * self.par.n
 
 
 @dataclasses.dataclass
@@ -251,11 +245,16 @@ def _tx(m: MethodCfg, total: int, spe: int):
 
 def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, role: str,
              loss_fn=train.ce_loss, sign=1.0, label_key="y", reg_fn=None, mask=None,
-             hp=None, extra=None) -> Phase:
+             hp=None, extra=None, batches=None) -> Phase:
+  """Epochs of descent (sign 1) or ascent (-1) over `indices`, or over
+  `batches` = (batches, steps per epoch, batch size) made by the caller."""
   ctx.par.check_batch(m.batch_size, f"--{name} batch size")
-  bs = ctx.batch_for(m.batch_size, indices, f"--{name}_batch_size")
-  batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
-                                 stream=zlib.crc32(name.encode()), augment=m.augment)
+  if batches is None:
+    bs = ctx.batch_for(m.batch_size, indices, f"--{name}_batch_size")
+    batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
+                                   stream=zlib.crc32(name.encode()), augment=m.augment)
+  else:
+    batches, spe, bs = batches
   total = spe * m.epochs
   tx, schedule, opt_hp = _tx(m, total, spe)
   data, mask_key = _with_mask(ctx, mask)
@@ -290,22 +289,59 @@ def ga(ctx, orig, m):
                   loss_fn=smoothed_ce, sign=-1.0, hp={"alpha": m.alpha})
 
 
+# RL's loop as the reference has it per data set (RL.py); elsewhere the
+# CIFAR-10 one.
+RL_UNION_DATASETS = ("cifar100", "tiny_imagenet")
+
+
+def rl_loop(m: MethodCfg, dataset: str) -> str:
+  if m.rl_loop != "auto":
+    return m.rl_loop
+  return "union" if dataset in RL_UNION_DATASETS else "sequential"
+
+
 def rl(ctx, orig, m, name="rl", mask=None, extra=None):
-  union = np.union1d(ctx.split.retain, ctx.split.forget)
-  return _descent(ctx, name, m, orig, union, role="train", label_key="y_rl",
-                  mask=mask, extra=extra)
+  """Random labels on D_f, true ones on D_r (Unlearn-Saliency RL.py). The
+  forget labels are drawn uniformly from all classes (the true one
+  included) afresh for every batch ("sequential": a pass over D_f, then a
+  pass over D_r, each epoch) or every epoch ("union": one shuffled pass over
+  both)."""
+  s = ctx.split
+  bs = m.batch_size  # a forget set smaller than a batch: one padded batch
+  batches, spe = batching.relabelled(
+      s.forget, s.retain, bs, ctx.cfg.seed, zlib.crc32(name.encode()),
+      ctx.data.train_y, ctx.data.num_classes, rl_loop(m, ctx.cfg.dataset), m.augment)
+  return _descent(ctx, name, m, orig, None, role="train", mask=mask, extra=extra,
+                  batches=(batches, spe, bs))
+
+
+def l1_coefficient(step, hp):
+  """Unlearn-Sparse's schedule (FT_iter): in epoch e of E the weight is
+  l1 * (1 - e / (E - no_l1_epochs)), constant within the epoch, full in
+  epoch 0 and above 0 in the last l1 epoch; 0 for the last no_l1_epochs."""
+  epoch = jnp.floor(step.astype(jnp.float32) / hp["steps_per_epoch"])
+  span = hp["epochs"] - hp["no_l1_epochs"]
+  return jnp.where(epoch < span, hp["l1"] * (1.0 - epoch / span), 0.0)
 
 
 def l1_penalty(params, step, hp):
-  """hp["l1"] * (1 - step / total) * sum |w|, as Unlearn-Sparse decays it."""
-  frac = 1.0 - step.astype(jnp.float32) / hp["total_steps"]
-  l1 = sum(jnp.sum(jnp.abs(w)) for w in jax.tree.leaves(params))
-  return hp["l1"] * jnp.maximum(frac, 0.0) * l1
+  """(coefficient * ||w||_1 over every parameter, {"l1_coef": coefficient}).
+
+  Written as w * sign(w) with the sign held constant, so that its gradient
+  is sign(w), 0 at w = 0, as PyTorch's norm(ord=1) has it; jnp.abs's
+  gradient is 1 there, which would push every zero-initialised bias."""
+  coef = l1_coefficient(step, hp)
+  l1 = sum(jnp.sum(w * jax.lax.stop_gradient(jnp.sign(w))) for w in jax.tree.leaves(params))
+  return coef * l1, {"l1_coef": coef}
 
 
 def l1_sparse(ctx, orig, m):
+  spe = batching.steps_per_epoch(len(ctx.split.retain),
+                                 ctx.batch_for(m.batch_size, ctx.split.retain, "l1_sparse"))
   return _descent(ctx, "l1_sparse", m, orig, ctx.split.retain, role="retain",
-                  reg_fn=l1_penalty, hp={"l1": m.l1})
+                  reg_fn=l1_penalty,
+                  hp={"l1": m.l1, "steps_per_epoch": float(spe), "epochs": float(m.epochs),
+                      "no_l1_epochs": float(m.no_l1_epochs)})
 
 
 def forget_gradient(ctx: Context, state, batch: int = 256):

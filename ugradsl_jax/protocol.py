@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 from . import (checkpoint, configs, datasets, distributed, history, metrics, parallel, plots,
                report, split as split_lib)
 from . import methods as M
+from . import workdir as workdir_lib
 
 USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
-               checkpoint.CheckpointError, parallel.ParallelError)
+               checkpoint.CheckpointError, parallel.ParallelError, workdir_lib.WorkdirBusy)
 
 
 def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
@@ -332,6 +333,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   t_start = time.perf_counter()
   names = check_methods(names, with_retrain=not cfg.no_retrain)
   workdir = Path(workdir)
+  workdir_lib.lock(workdir)  # one run at a time: a second is refused, not interleaved
   ctx = context(cfg, data, workdir, progress)
   split = ctx.split
   preflight(ctx, names)
@@ -427,6 +429,7 @@ def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[
   mean +- std across them, written to workdir. Returns the final dict."""
   seeds = seeds or [cfg.seed]
   workdir = Path(workdir)
+  workdir_lib.lock(workdir)
   runs = []
   for s in seeds:
     wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"

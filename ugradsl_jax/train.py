@@ -108,7 +108,8 @@ def gather_augment(data, batch, label_key="y"):
   """Device-resident images -> this device's batch, augmented when the batch
   carries crop/flip draws (batching.epochs(..., augment=True))."""
   x = data["x"][batch["idx"]]
-  y = data[label_key][batch["idx"]]
+  # A batch may carry its own labels (RL's, drawn afresh for each batch).
+  y = batch["y"] if "y" in batch else data[label_key][batch["idx"]]
   if "off" in batch:
     x = aug.crop_flip(x, batch["off"], batch["flip"])
   return x, y
@@ -137,13 +138,32 @@ def forward(model, params, batch_stats, x, *, features: bool = False, rng=None):
   return logits, new.get("batch_stats", batch_stats), feats
 
 
-def accuracy(logits, y):
-  return jnp.mean(jnp.argmax(logits, -1) == y)
+def weighted_mean(values, w, axis_name):
+  """This device's share of the mean of `values` over the real rows of the
+  global batch (`w`: 1 real, 0 padding; None: every row is real), so that
+  pmean over the devices gives the global mean, and the gradient of the
+  share the gradient of that mean."""
+  values = values.astype(jnp.float32)
+  if w is None:
+    return jnp.mean(values)
+  count = jnp.sum(w) if axis_name is None else jax.lax.psum(jnp.sum(w), axis_name)
+  return jnp.sum(w * values) * axis_size(axis_name) / jnp.maximum(count, 1.0)
+
+
+def accuracy(logits, y, w=None, axis_name=None):
+  return weighted_mean(jnp.argmax(logits, -1) == y, w, axis_name)
 
 
 def global_batch(x, axis_name) -> int:
   """The batch size across all devices (x is this device's share)."""
   return x.shape[0] * axis_size(axis_name)
+
+
+def real_count(x, w, axis_name):
+  """The number of real (not padding) rows of the global batch."""
+  if w is None:
+    return global_batch(x, axis_name)
+  return jnp.sum(w) if axis_name is None else jax.lax.psum(jnp.sum(w), axis_name)
 
 
 def masked(tree, mask):
@@ -184,36 +204,43 @@ def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
                  reduction: str = "mean", role: str = "train",
                  reg_fn: Callable | None = None, mask_key: str | None = None,
                  label_key: str = "y"):
-  """One SGD step on sign * reduce(loss_fn(logits, labels, hp)) [+ reg_fn(params, step, hp)].
+  """One SGD step on sign * reduce(loss_fn(logits, labels, hp)) [+ penalty],
+  reg_fn(params, step, hp) -> (penalty, metrics dict).
 
   sign = -1 makes it gradient ascent (GA); reduction "mean" or "sum" over
-  the global batch; `data[mask_key]` (a 0/1 pytree like params) restricts
+  the real rows of the global batch (batch["w"], padding weight 0; absent:
+  all rows real); `data[mask_key]` (a 0/1 pytree like params) restricts
   the update to those weights (SalUn). Metrics: `<role>_loss` and
   `<role>_acc` are the batch's mean loss_fn and accuracy (role: which set
   the batch is from: retain, forget, or train when it mixes both), and
   `grad_norm` the norm of the direction applied.
   """
   x, y = gather_augment(data, batch, label_key)
-  scale = sign * (global_batch(x, axis_name) if reduction == "sum" else 1)
+  w = batch.get("w")
+  scale = sign * (real_count(x, w, axis_name) if reduction == "sum" else 1)
   rng = step_rng(model, state, axis_name)
 
   def objective(params):
     logits, bstats, _ = forward(model, params, state.batch_stats, x, rng=rng)
-    mean_loss = jnp.mean(loss_fn(logits, y, hp))
+    mean_loss = weighted_mean(loss_fn(logits, y, hp), w, axis_name)
     total = scale * mean_loss
+    reg_metrics = {}
     if reg_fn is not None:
-      total = total + reg_fn(params, state.step, hp)
-    return total, (bstats, mean_loss, accuracy(logits, y))
+      # The same on every device, so pmean of the gradients keeps it once.
+      reg, reg_metrics = reg_fn(params, state.step, hp)
+      total = total + reg
+    return total, (bstats, mean_loss, accuracy(logits, y, w, axis_name), reg_metrics)
 
-  (_, (bstats, loss, acc)), grads = jax.value_and_grad(objective, has_aux=True)(
-      state.params)
+  (_, (bstats, loss, acc, reg_metrics)), grads = jax.value_and_grad(
+      objective, has_aux=True)(state.params)
   grads, bstats = pmean((grads, bstats), axis_name)
   loss, acc = pmean((loss, acc), axis_name)
   mask = None if mask_key is None else data[mask_key]
   grads = masked(grads, mask)
   norm = optax.tree.norm(grads)
   state = apply_update(state, grads, tx, hp, bstats, (loss, norm), mask)
-  return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm}
+  return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm,
+                 **reg_metrics}
 
 
 @dataclasses.dataclass

@@ -21,39 +21,43 @@ from . import adaptive, losses, mixing
 from .models import BN_MOMENTUM
 from .parallel import all_gather, pmean
 from .train import (TrainState, accuracy, apply_update, forward, gather_augment,
-                    global_batch, masked, step_rng)
+                    masked, real_count, step_rng, weighted_mean)
 
 ALPHA_MODES = ("fixed", "adaptive")
 REDUCTIONS = ("mean", "sum")
 PASSES = ("two", "one", "auto")
 
 
-def _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt, axis_name):
+def _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp, adapt, axis_name):
   """Retain forward/backward, then forget (its BatchNorm update on top)."""
   rng = step_rng(model, state, axis_name)
   rng_r, rng_f = (None, None) if rng is None else jax.random.split(rng)
 
   def retain_loss(params, bstats):
     logits, bstats, h = forward(model, params, bstats, x_r, features=adapt, rng=rng_r)
-    return jnp.mean(losses.cross_entropy(logits, y_r)), (bstats, accuracy(logits, y_r), h)
+    loss = weighted_mean(losses.cross_entropy(logits, y_r), w_r, axis_name)
+    return loss, (bstats, accuracy(logits, y_r, w_r, axis_name), h)
 
   (l_r, (bs, acc_r, h_r)), g_r = jax.value_and_grad(retain_loss, has_aux=True)(
       state.params, state.batch_stats)
   h_retain = all_gather(jax.lax.stop_gradient(h_r), axis_name) if adapt else None
+  w_retain = None if (w_r is None or not adapt) else all_gather(w_r, axis_name)
 
   def forget_loss(params, bstats):
     logits, bstats, h_f = forward(model, params, bstats, x_f, features=adapt, rng=rng_f)
-    alpha = (adaptive.adaptive_alpha(h_f, h_retain, hp["alpha"], hp["beta"])
+    alpha = (adaptive.adaptive_alpha(h_f, h_retain, hp["alpha"], hp["beta"], w_retain)
              if adapt else hp["alpha"])
-    loss = jnp.mean(losses.smoothed_cross_entropy(logits, y_f, alpha))
-    return loss, (bstats, accuracy(logits, y_f), jnp.mean(alpha))
+    loss = weighted_mean(losses.smoothed_cross_entropy(logits, y_f, alpha), w_f, axis_name)
+    alpha_mean = (weighted_mean(alpha, w_f, axis_name) if adapt
+                  else jnp.asarray(alpha, jnp.float32))
+    return loss, (bstats, accuracy(logits, y_f, w_f, axis_name), alpha_mean)
 
   (l_f, (bs, acc_f, alpha_mean)), g_f = jax.value_and_grad(forget_loss, has_aux=True)(
       state.params, bs)
   return g_r, g_f, bs, (l_r, l_f, acc_r, acc_f, alpha_mean)
 
 
-def _one_pass(state, model, x_r, y_r, x_f, y_f, hp, axis_name=None):
+def _one_pass(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp, axis_name=None):
   """Both sets through one vmapped forward/backward (a member per set, so
   BatchNorm normalises each with its own batch statistics). The retain
   member's targets are one-hot (rate 0: its cross entropy), the forget
@@ -61,17 +65,20 @@ def _one_pass(state, model, x_r, y_r, x_f, y_f, hp, axis_name=None):
   two updates, m*(m*old + (1-m)*mu_r) + (1-m)*mu_f, is m*new_r + new_f - m*old."""
   rng = step_rng(model, state, axis_name)
 
-  def member(x, y, alpha, key):
+  def member(x, y, alpha, key, w):
     def loss(params):
       logits, bstats, _ = forward(model, params, state.batch_stats, x, rng=key)
       t = losses.smoothed_labels(y, logits.shape[-1], alpha)
-      return jnp.mean(losses.soft_cross_entropy(logits, t)), (bstats, accuracy(logits, y))
+      return (weighted_mean(losses.soft_cross_entropy(logits, t), w, axis_name),
+              (bstats, accuracy(logits, y, w, axis_name)))
     return jax.value_and_grad(loss, has_aux=True)(state.params)
 
   alphas = jnp.stack([jnp.zeros((), jnp.float32), jnp.asarray(hp["alpha"], jnp.float32)])
   keys = None if rng is None else jax.random.split(rng)
-  (l, (bs, acc)), g = jax.vmap(member, in_axes=(0, 0, 0, None if keys is None else 0))(
-      jnp.stack([x_r, x_f]), jnp.stack([y_r, y_f]), alphas, keys)
+  ws = None if w_r is None else jnp.stack([w_r, w_f])
+  (l, (bs, acc)), g = jax.vmap(member, in_axes=(0, 0, 0, None if keys is None else 0,
+                                                None if ws is None else 0))(
+      jnp.stack([x_r, x_f]), jnp.stack([y_r, y_f]), alphas, keys, ws)
   first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
   second = lambda t: jax.tree.map(lambda a: a[1], t)  # noqa: E731
   m = BN_MOMENTUM
@@ -113,6 +120,9 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   """
   x_r, y_r = gather_augment(data, batch["retain"])
   x_f, y_f = gather_augment(data, batch["forget"])
+  w_r, w_f = batch["retain"].get("w"), batch["forget"].get("w")
+  if (w_r is None) != (w_f is None):
+    raise ValueError("batch: both sets carry row weights 'w' or neither does")
   adapt = alpha_mode == "adaptive"
   if passes not in PASSES:
     raise ValueError(f"passes {passes!r}: one of {', '.join(PASSES)}")
@@ -121,16 +131,17 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
     raise ValueError(f"passes='one' needs a fixed rate and equal batches; got "
                      f"{alpha_mode} and {x_r.shape[0]} / {x_f.shape[0]}")
   if one:
-    g_r, g_f, bs, terms = _one_pass(state, model, x_r, y_r, x_f, y_f, hp, axis_name)
+    g_r, g_f, bs, terms = _one_pass(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp,
+                                    axis_name)
   else:
-    g_r, g_f, bs, terms = _two_passes(state, model, x_r, y_r, x_f, y_f, hp, adapt,
-                                      axis_name)
+    g_r, g_f, bs, terms = _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp,
+                                      adapt, axis_name)
   l_r, l_f, acc_r, acc_f, alpha_mean = terms
   g_r, g_f, bs = pmean((g_r, g_f, bs), axis_name)
   l_r, l_f, acc_r, acc_f, alpha_mean = pmean((l_r, l_f, acc_r, acc_f, alpha_mean),
                                              axis_name)
   if reduction == "sum":
-    n_r, n_f = global_batch(x_r, axis_name), global_batch(x_f, axis_name)
+    n_r, n_f = real_count(x_r, w_r, axis_name), real_count(x_f, w_f, axis_name)
     g_r = jax.tree.map(lambda g: g * n_r, g_r)
     g_f = jax.tree.map(lambda g: g * n_f, g_f)
 
