@@ -32,7 +32,6 @@ except ValueError as _e:
 
 from ugradsl_jax import (configs, datasets, distributed, mixing, protocol, report,  # noqa: E402,F401
                          xla_cache)
-from ugradsl_jax import workdir as workdir_lock  # noqa: E402
 
 USER_ERRORS = (*protocol.USER_ERRORS, distributed.DistributedError)
 
@@ -308,7 +307,6 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     distributed.join(join_of(a))  # before anything touches a device
     xla_cache.enable(a.compile_cache)
     workdir = Path(a.workdir or f"runs/{cfg.preset}")
-    workdir_lock.lock(workdir)  # before the job file: a second run changes nothing
     distributed.check_job(workdir, {"config": cfg.to_dict(), "methods": names,
                                     "seeds": seeds, "workdir": str(workdir.absolute()),
                                     "data_dir": a.data_dir})

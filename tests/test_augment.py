@@ -35,7 +35,7 @@ def test_batches_carry_centre_offsets_for_flip_only():
   c, _ = batching.epochs(np.arange(64), 16, seed=3, augment=True)
   assert not np.all(c(0)["off"] == 4)
   n, _ = batching.epochs(np.arange(64), 16, seed=3, augment=False)
-  assert set(n(0)) == {"idx"}
+  assert set(n(0)) == {"idx", "w"}  # no augmentation draws, only the row weights
 
 
 def test_config_rejects_an_unknown_augmentation():

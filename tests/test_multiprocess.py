@@ -145,7 +145,8 @@ def test_only_process_0_writes_results(two_processes, one_process):
         out.add("/".join(parts))
     return sorted(out)
   assert files(wd) == files(one_process)
-  assert f"{METHOD}/history.jsonl" in files(wd) and f"{METHOD}/18" in files(wd)
+  last = json.loads((wd / METHOD / "outcome.json").read_text())["steps"]
+  assert f"{METHOD}/history.jsonl" in files(wd) and f"{METHOD}/{last}" in files(wd)
 
 
 def test_a_killed_process_stops_the_other_and_a_rerun_resumes(shared_tar, few_run,

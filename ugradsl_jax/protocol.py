@@ -333,10 +333,12 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   t_start = time.perf_counter()
   names = check_methods(names, with_retrain=not cfg.no_retrain)
   workdir = Path(workdir)
-  workdir_lib.lock(workdir)  # one run at a time: a second is refused, not interleaved
   ctx = context(cfg, data, workdir, progress)
   split = ctx.split
   preflight(ctx, names)
+  # One run at a time: a second is refused, not interleaved. Taken after
+  # every check, so that a refused run leaves no workdir behind.
+  workdir_lib.lock(workdir)
   ctx.probe = cpu_probe(cfg, split, names)
   checkpoint.write_json(workdir / "config.json",
                         {"config": cfg.to_dict(), "data": data.source,
@@ -429,7 +431,6 @@ def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[
   mean +- std across them, written to workdir. Returns the final dict."""
   seeds = seeds or [cfg.seed]
   workdir = Path(workdir)
-  workdir_lib.lock(workdir)
   runs = []
   for s in seeds:
     wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"

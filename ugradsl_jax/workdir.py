@@ -1,10 +1,10 @@
 """One run at a time in a workdir: an advisory lock that dies with its process.
 
 Two runs started on one workdir would save the same checkpoint steps and
-collide inside Orbax's rename. The lock file `.lock` holds the owner's pid;
-the lock itself is an flock on it, which the kernel releases when the
-process ends, however it ends (a kill included), so a stale file never
-blocks a rerun. In a multi-process job only process 0 takes it: the job's
+collide inside Orbax's rename. The lock is an flock on the empty file
+`.lock`, which the kernel releases when the process ends, however it ends
+(a kill included), so a stale file never blocks a rerun; the file itself is
+never rewritten, so a refused run leaves the workdir as it was. In a multi-process job only process 0 takes it: the job's
 processes share the workdir by design.
 """
 
@@ -39,14 +39,11 @@ def lock(workdir) -> None:
   try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError as e:
-    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
     os.close(fd)
     if e.errno in (errno.EAGAIN, errno.EACCES):
-      raise WorkdirBusy(f"{d} is in use by another run (pid {holder}); wait for it to "
-                        "finish or use another --workdir") from None
+      raise WorkdirBusy(f"{d} is in use by another run; wait for it to finish or use "
+                        "another --workdir") from None
     raise
-  os.ftruncate(fd, 0)
-  os.pwrite(fd, str(os.getpid()).encode(), 0)
   _held[path] = fd
 
 
