@@ -208,7 +208,7 @@ def test_divergence_is_caught_and_reported(shared_tar, tmp_path, few_run):
   ga = res["methods"]["ga"]
   assert ga["diverged"] is True and ga["diverged_step"] in (2, 4, 6, 8)
   for k in ("UA", "MIA", "RA", "TA"):
-    assert np.isfinite(ga[k])  # the last finite checkpoint was evaluated
+    assert np.isfinite(ga[k])  # the last finite parameters were evaluated
   assert "diverged at step" in (wd / "results.md").read_text()
   # Negative control: the same method at its normal lr does not diverge.
   assert json.loads((few_run / "results.json").read_text())["methods"]["ga"]["diverged"] is False
@@ -396,6 +396,11 @@ def test_sweep_alpha_picks_on_validation(shared_tar, few_run, tmp_path):
   best = min(trials, key=lambda t: t["val_avg_gap"])
   assert (row["hparams"]["alpha"], row["hparams"]["p"]) == (best["alpha"], best["p"])
   assert row["val"]["avg_gap"] == pytest.approx(best["val_avg_gap"])
+  # Chosen on the reported seed: labelled so, with its cost per setting and in all.
+  assert row["selected_in_run"] is True and row["sweep_size"] == 4
+  assert row["rte_total_s"] == pytest.approx(4 * row["rte_s"])
+  md = (wd / "results.md").read_text()
+  assert "UGradSL (selected in-run of 4)" in md and "s a setting" in md
   # The chosen member equals a plain run at that setting (vmap changes nothing).
   wd2 = tmp_path / "single"
   shutil.copytree(few_run, wd2)

@@ -234,3 +234,50 @@ def test_data_parallel_padded_step_equals_one_device(toy):
     out[mode] = jax.device_get(par.unreplicate(s)).params
   for p, q in zip(jax.tree.leaves(out["none"]), jax.tree.leaves(out["shard_map"])):
     np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def _fit(model, v, x, y, lr, steps=6, log_every=1):
+  tx = optax.sgd(lr)
+  batches, _ = batching.epochs(np.arange(32), 8, seed=0)
+  data = {"x": jnp.asarray(x * 1e3), "y": jnp.asarray(y)}  # large inputs: big gradients
+  step = functools.partial(train.descent_step, model=model, tx=tx)
+  return train.fit(phase="t", par=parallel.make("none"), step_fn=step,
+                   state=train.create_state(v["params"], {}, tx), data=data,
+                   batches=batches, num_steps=steps, images_per_step=8,
+                   log_every=log_every, ckpt_every=1000, progress=False)
+
+
+def test_a_diverged_phase_keeps_its_last_finite_parameters(toy):
+  x, y, model, v = toy
+  fine = _fit(model, v, x, y, 1e-3)
+  assert not fine.diverged and fine.diverged_step is None
+  res = _fit(model, v, x, y, 1e33)
+  assert res.diverged and 1 <= res.diverged_step <= 6
+  leaves = jax.tree.leaves(res.state.params)
+  assert all(np.all(np.isfinite(a)) for a in leaves)
+  # The last finite parameters are those of the steps before the divergence,
+  # newer than any checkpoint (ckpt_every 1000), so not the starting model's.
+  if not res.no_finite_step:
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves, jax.tree.leaves(v["params"])))
+  # Caught within one logged step: at most log_every rows past the first bad one.
+  assert len(res.history) == res.diverged_step
+
+
+def test_divergence_on_the_first_step_leaves_nothing_to_score(toy):
+  x, y, model, v = toy
+  res = _fit(model, v, x, y, 3e38)
+  assert res.diverged and res.diverged_step == 1 and res.no_finite_step
+  for a, b in zip(jax.tree.leaves(res.state.params), jax.tree.leaves(v["params"])):
+    np.testing.assert_array_equal(a, b)
+  from ugradsl_jax import protocol
+  row = protocol._row(methods.Phase(res.state, {
+      "diverged": True, "diverged_step": 1, "no_finite_step": True, "rte_s": 0.1,
+      "compile_s": 0.0}), {"test": {"UA": 5.0, "RA": 90.0, "TA": 80.0, "MIA": 3.0},
+                           "val": {"UA": 5.0, "RA": 90.0, "TA": 80.0, "MIA": 3.0}}, {})
+  assert row["UA"] is None and row["val"]["TA"] is None
+  from ugradsl_jax import metrics, report
+  assert metrics.avg_gap(row, {"UA": 1.0, "RA": 1.0, "TA": 1.0, "MIA": 1.0}) is None
+  assert "no finite model to score" in report.table({"ga": {**row, "avg_gap": None}})

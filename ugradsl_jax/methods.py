@@ -143,8 +143,10 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
       resumed = int(state.step)
     res = fit(state=state, store=store)
     outcome = {**_outcome(res, num_steps, resumed), **(extra or {})}
-    if res.diverged and store.latest_step() is None:
-      store.save(int(res.state.step), res.state)  # nothing finite saved yet
+    if res.diverged and store.latest_step() != int(res.state.step):
+      # The last finite state, frozen after the steps that came before the
+      # divergence: the one a rerun restores and scores.
+      store.save(int(res.state.step), res.state)
     store.finish(outcome)
     return Phase(res.state, outcome)
   finally:
@@ -153,6 +155,7 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
 
 def _outcome(res: train.FitResult, num_steps: int, resumed) -> dict:
   return {"diverged": res.diverged, "diverged_step": res.diverged_step,
+          "no_finite_step": res.no_finite_step,
           "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
           "io_s": res.io_s,
           "images_per_s": res.images_per_s, "resumed_from_step": resumed,

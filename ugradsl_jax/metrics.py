@@ -49,6 +49,9 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
     y = labels[s:s + k]
     correct[s:s + k] = pred[:k] == y
     conf[s:s + k] = prob[np.arange(k), y]
+  # A diverged model's last finite weights can still overflow its outputs:
+  # such an example gets no confidence, rather than a NaN the SVC cannot take.
+  conf[~np.isfinite(conf)] = 0.0
   return correct, conf
 
 
@@ -121,5 +124,16 @@ def scores(out: dict, holdout: str = "test") -> dict:
   return res
 
 
-def avg_gap(m: dict, ref: dict) -> float:
+def accuracies(out: dict, holdout: str = "test") -> dict:
+  """UA, RA and TA in percent, without the MIA's SVC (fleets score many models)."""
+  (c_f, _), (c_r, _), (c_t, _) = out["forget"], out["retain"], out[holdout]
+  return {"UA": 100.0 - 100.0 * float(c_f.mean()), "RA": 100.0 * float(c_r.mean()),
+          "TA": 100.0 * float(c_t.mean())}
+
+
+def avg_gap(m: dict, ref: dict) -> float | None:
+  """The mean absolute difference over UA, MIA, RA and TA; None when either
+  side has no score (a method that diverged on its first step)."""
+  if any(m.get(k) is None or ref.get(k) is None for k in GAP_KEYS):
+    return None
   return float(np.mean([abs(m[k] - ref[k]) for k in GAP_KEYS]))

@@ -294,6 +294,8 @@ def _label(name: str, row: dict, std: dict) -> str:
     text += f"  (gap {float(g):.2f}" + (f" ± {float(s):.2f})" if _finite(s) else ")")
   if row.get("diverged") or row.get("n_diverged"):
     text += " [diverged]"
+  if row.get("selected_in_run"):
+    text += " [selected in-run]"
   return text
 
 
@@ -340,3 +342,35 @@ def gaps(res: dict, path) -> None:
                "gap = Avg. Gap", fontsize=10)
   fig.tight_layout()
   fig.savefig(Path(path), dpi=DPI)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def audit_figure(res: dict, path) -> None:
+  """Left: each fleet's per-example epsilon (competition forget score) as a
+  histogram; right: the likelihood-ratio test's ROC curve per fleet."""
+  from matplotlib.figure import Figure
+  rows = res["methods"]
+  fig = Figure(figsize=(11, 4.2))
+  ax_e, ax_r = fig.subplots(1, 2)
+  caps = [float(e) for r in rows.values() for e in r["epsilons"] if math.isfinite(float(e))]
+  top = max(caps + [1.0])
+  bins = np.linspace(0, top, 26)
+  for name, r in rows.items():
+    label = "Retrain (control)" if name == "retrain_control" else _pretty(name)
+    eps = np.asarray([min(float(e), top) for e in r["epsilons"]])
+    ax_e.hist(eps, bins=bins, histtype="step", lw=1.5,
+              label=f"{label}  (F {r['forget_score']:.2f})")
+    ax_r.plot(r["roc"]["fpr"], r["roc"]["tpr"], lw=1.5,
+              label=f"{label}  (AUC {r['lira_auc']:.2f})")
+  ax_e.set(xlabel="per-example epsilon (smaller: closer to Retrain)",
+           ylabel="forget examples", title="forget-score epsilons")
+  ax_r.plot([0, 1], [0, 1], "k:", lw=1)
+  ax_r.set(xlabel="false positive rate", ylabel="true positive rate",
+           title="per-example likelihood-ratio test", xlim=(0, 1), ylim=(0, 1))
+  for ax in (ax_e, ax_r):
+    ax.legend(fontsize=7)
+  fig.suptitle(f"{report.title(res)}, {res['num_models']} models a fleet", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=DPI)

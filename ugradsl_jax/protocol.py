@@ -211,6 +211,10 @@ def cost(outcome: dict) -> dict:
 
 def _row(phase: M.Phase, sc: dict, hparams) -> dict:
   o = phase.outcome
+  if o.get("no_finite_step"):
+    # Diverged on its first step: its parameters are the starting model's,
+    # whose scores must not stand in this method's row.
+    sc = {part: {k: None for k in v} for part, v in sc.items()}
   return {**sc["test"], **cost(o),
           "diverged": o["diverged"], "diverged_step": o["diverged_step"],
           "resumed_from_step": o.get("resumed_from_step"),
@@ -247,15 +251,20 @@ def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dic
     checkpoint.write_json(ctx.workdir / f"sweep_{name}.json", sweep)
     if distributed.is_primary():
       plots.sweep_heatmap(sweep, ctx.workdir / f"sweep_{name}.png")
-  return {**best["test"], **cost(phase.outcome),
+  c = cost(phase.outcome)
+  return {**best["test"], **c,
+          # RTE per setting, comparable with a single run's; the whole sweep's apart.
+          "rte_s": c["rte_s"] / k, "rte_total_s": c["rte_s"],
           "diverged": best["diverged"], "diverged_step": None,
           "resumed_from_step": phase.outcome.get("resumed_from_step"),
           "hparams": {**dataclasses.asdict(m), **chosen},
-          "val": best["val"],
+          "val": best["val"], "selected_in_run": True, "sweep_size": k,
           "sweep": [{k2: t[k2] for k2 in (*keys, "diverged", "val_avg_gap")}
                     for t in trials],
-          "note": f"best of a {k}-setting vmapped sweep by validation Avg. Gap; "
-                  "RTE is for all settings together"}
+          "note": f"selected in-run: the best of a {k}-setting vmapped sweep by "
+                  "validation Avg. Gap on the reported seed, whose forget and retain "
+                  "sets are also the test's; rte_s is per setting, rte_total_s all "
+                  "settings together"}
 
 
 def _cell(cfg: configs.Config) -> dict:

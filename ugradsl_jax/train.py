@@ -179,8 +179,9 @@ def apply_update(state: TrainState, direction, tx, hp, batch_stats, checks,
   """One optimizer step along `direction` (a gradient to descend); `tx` an
   optax transformation or an HpSGD, which reads its rates from `hp`.
 
-  `checks`: the scalars that must be finite (losses, gradient norms); one
-  that is not sets the sticky `nonfinite` flag. With `mask` (a 0/1 pytree
+  `checks`: the scalars that must be finite (losses, gradient norms; the new
+  parameters must be too); one that is not sets the sticky `nonfinite`
+  flag, and from then on the state keeps its last finite values. With `mask` (a 0/1 pytree
   like params) the weights outside it keep their old values bit for bit:
   masking the gradient alone is not enough, as coupled weight decay and
   momentum inside the optimizer would still move them (SalUn's own fix,
@@ -190,9 +191,17 @@ def apply_update(state: TrainState, direction, tx, hp, batch_stats, checks,
   if mask is not None:
     params = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
                           params, state.params, mask)
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                       batch_stats=batch_stats,
-                       nonfinite=state.nonfinite | ~all_finite(*checks))
+  # Once a step goes non-finite the state stops moving: what is left is the
+  # last finite model, which a diverged phase is scored at.
+  params_finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(p))
+                                                     for p in jax.tree.leaves(params)])
+  bad = state.nonfinite | ~all_finite(*checks) | ~params_finite
+  keep = lambda new, old: jnp.where(bad, old, new)  # noqa: E731
+  return state.replace(step=state.step + 1,
+                       params=jax.tree.map(keep, params, state.params),
+                       opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+                       batch_stats=jax.tree.map(keep, batch_stats, state.batch_stats),
+                       nonfinite=bad)
 
 
 def ce_loss(logits, y, hp):
@@ -254,6 +263,19 @@ class FitResult:
   images_per_s: float = 0.0
   last_metrics: dict | None = None
   history: list | None = None
+  no_finite_step: bool = False  # diverged on its first step: nothing to score
+
+
+FLAG = "_nonfinite"
+
+
+def _with_flag(step_fn):
+  """The step, with its state's sticky non-finite flag among the metrics, so
+  that the loop reads it with the lagged metrics instead of syncing."""
+  def step(state, data, batch, hp, **kw):
+    state, metrics = step_fn(state, data, batch, hp, **kw)
+    return state, {**metrics, FLAG: state.nonfinite}
+  return step
 
 
 def maybe_kill(phase: str, at) -> None:
@@ -295,7 +317,7 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
   res.history = hist.rows
   if start >= num_steps:
     return res
-  wrapped = par.wrap(step_fn)
+  wrapped = par.wrap(_with_flag(step_fn))
   # A host round trip makes the replicated state a copy: the step donates its
   # buffers, which must never be the caller's (e.g. the original model that
   # every unlearning method starts from).
@@ -315,6 +337,10 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
 
   def log(done, metrics):
     m = _host(par.unreplicate(metrics))  # waits for that step only
+    flag = m.pop(FLAG)
+    if not stacked and flag and not res.diverged:
+      # Caught within one logged step; the state has kept the last finite values.
+      res.diverged, res.diverged_step = True, done
     now = time.perf_counter()
     busy = now - last_log[1] - (res.io_s - last_log[2])
     row = {"step": done, **m,
@@ -337,6 +363,8 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
     if pending is not None:  # the previous logged step, while this one runs
       log(*pending)
       pending = None
+      if res.diverged:
+        break
     if done % log_every == 0 or done == num_steps:
       pending = (done, metrics)
     if done % ckpt_every == 0 or done == num_steps:
@@ -347,21 +375,27 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
       t_io = time.perf_counter()
       host = jax.device_get(par.unreplicate(rstate))
       if np.any(host.nonfinite) and not stacked:
-        res.diverged, res.diverged_step = True, done
+        res.diverged, res.diverged_step = True, res.diverged_step or done
         res.io_s += time.perf_counter() - t_io
         break
       # In a sweep a diverged member is only flagged (its flag is sticky);
       # the others are independent and go on.
       last_good = host
-      res.last_metrics = _host(par.unreplicate(metrics))
+      res.last_metrics = {k: v for k, v in _host(par.unreplicate(metrics)).items()
+                          if k != FLAG}
       if store is not None:
         store.save(done, host)
       res.io_s += time.perf_counter() - t_io
     maybe_kill(phase, done)
-  if pending is not None:
+  if pending is not None and not res.diverged:
     log(*pending)
   res.run_s = time.perf_counter() - t0 - res.io_s
   bar.close()
+  if res.diverged:
+    # The frozen state is the last finite one, newer than the last checkpoint.
+    last_good = jax.device_get(par.unreplicate(rstate))
+    res.no_finite_step = all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(last_good.params), jax.tree.leaves(state.params)))
   res.state = last_good
   steps_run = (res.diverged_step or num_steps) - start
   res.images_per_s = steps_run * images_per_step / max(res.run_s, 1e-9)
