@@ -102,7 +102,6 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
-ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2))
 # Tiny test-only model: one block per stage, runs in well under a second.
 ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), width=4)
 

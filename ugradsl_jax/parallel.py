@@ -46,10 +46,6 @@ def all_gather(x, axis_name):
   return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
 
 
-def axis_index(axis_name):
-  return 0 if axis_name is None else jax.lax.axis_index(axis_name)
-
-
 def axis_size(axis_name):
   return 1 if axis_name is None else jax.lax.psum(1, axis_name)
 

@@ -1,8 +1,9 @@
 """Figures beside the tables: training curves, the UGradSL sweep's validation
 heatmaps, and each method's signed gap to Retrain.
 
-numpy and matplotlib only (matplotlib imported inside the functions, like
-report.plot): drawing a figure must not start JAX or switch a global backend.
+numpy and matplotlib only (matplotlib imported inside the functions):
+drawing a figure must not start JAX or switch a global backend. This
+module imports report, never the other way round.
 """
 
 from __future__ import annotations
@@ -374,3 +375,10 @@ def audit_figure(res: dict, path) -> None:
   fig.suptitle(f"{report.title(res)}, {res['num_models']} models a fleet", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=DPI)
+
+
+def write_figure(res: dict, workdir) -> None:
+  """results.png beside results.json: the gaps to Retrain (none without one)."""
+  from . import distributed
+  if distributed.is_primary() and "retrain" in res["methods"]:
+    gaps(res, Path(workdir) / "results.png")

@@ -382,6 +382,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
          "date": datetime.date.today().isoformat(),
          "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
   report.write(res, workdir)
+  plots.write_figure(res, workdir)
   return res
 
 
@@ -450,6 +451,7 @@ def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[
     return runs[0]
   final = report.aggregate(runs)
   report.write(final, workdir)
+  plots.write_figure(final, workdir)
   return final
 
 

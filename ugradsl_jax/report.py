@@ -128,24 +128,17 @@ def markdown(res: dict) -> str:
   return "\n".join(parts)
 
 
-def plot(res: dict, path: Path) -> None:
-  """Each method's signed difference from Retrain per metric (plots.gaps)."""
-  from . import plots
-  plots.gaps(res, path)
-
-
 def write(res: dict, workdir: Path) -> None:
-  """results.json, .md and .png (process 0 of a multi-process job only)."""
+  """results.json and .md (process 0 of a multi-process job only); the
+  figure beside them is plots.write_figure's."""
   if not distributed.is_primary():
     return
-  from .checkpoint import write_json  # here: drawing and tables import no JAX
+  from .checkpoint import write_json  # here: tables import no JAX
   workdir = Path(workdir)
   write_json(workdir / "results.json", res)
   tmp = workdir / ".results.md.tmp"
   tmp.write_text(markdown(res))
   tmp.replace(workdir / "results.md")
-  if "retrain" in res["methods"]:  # the figure is of gaps to Retrain
-    plot(res, workdir / "results.png")
 
 
 def mean_std(values) -> tuple[float, float]:
