@@ -1,0 +1,134 @@
+"""Fleets of models on one split: N Retrains and N runs of each method.
+
+A per-example privacy audit (audit.py) compares, example by example, the
+forget set's statistics under many unlearned models with those under many
+retrained ones. Every member of a fleet shares the split and, for the
+unlearning methods, the original model; what differs is the member's own
+randomness: its seed drives the initialisation (Retrain), the data order,
+the augmentation draws and RL's labels. Member i of every fleet has seed
+`member_seed(split_seed, i)`; the Retrain-vs-Retrain control row uses a
+second Retrain fleet with the seeds after those.
+
+Each member is an ordinary phase, checkpointed in
+`<workdir>/fleet/member_<i>/<method>/` and reused or resumed on rerun. The
+members train one after another. (The vmapped path of the sweep, N stacked
+states as one program, needs per-member batches; it is not here yet.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import zlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import metrics
+from . import methods as M
+
+CONTROL = "retrain_control"
+
+
+def member_seed(split_seed: int, i: int) -> int:
+  """Member i's seed: distinct from the split's and from every other member's."""
+  return zlib.crc32(f"fleet/{split_seed}/{i}".encode()) & 0x7FFFFFFF
+
+
+def member_context(ctx: M.Context, workdir: Path | None, i: int) -> M.Context:
+  """ctx with member i's seed, the same split and device data, its own workdir."""
+  cfg = dataclasses.replace(ctx.cfg, seed=member_seed(ctx.cfg.seed, i))
+  member = dataclasses.replace(ctx, cfg=cfg,
+                               workdir=None if workdir is None else
+                               Path(workdir) / "fleet" / f"member_{i}")
+  member._device_data = ctx.device_data
+  return member
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _logits(model, variables, x):
+  return model.apply(variables, x, train=False).astype(jnp.float32)
+
+
+def forget_logits(ctx: M.Context, phase: M.Phase, batch: int = 1000) -> np.ndarray:
+  """Eval-mode logits [n_forget, classes] of a phase's model on the forget set."""
+  model = ctx.model(None)
+  v = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
+  x = ctx.data.train_x[ctx.split.forget]
+  out = []
+  for s in range(0, len(x), batch):
+    xb = x[s:s + batch]
+    k = len(xb)
+    if k < batch and len(x) > batch:  # one shape for every batch
+      xb = np.concatenate([xb, np.zeros((batch - k, *xb.shape[1:]), xb.dtype)])
+    out.append(np.asarray(_logits(model, v, xb))[:k])
+  return np.concatenate(out)
+
+
+@dataclasses.dataclass
+class Fleet:
+  name: str
+  logits: np.ndarray        # [N, n_forget, classes]
+  ra: np.ndarray            # [N] retain accuracy, %
+  ta: np.ndarray            # [N] test accuracy, %
+  ua: np.ndarray            # [N] 100 - forget accuracy, %
+  wall_s: float             # training and scoring the fleet, as run now
+  rte_s: float              # the members' RTE summed (0 for phases reused)
+
+
+def train_fleet(ctx: M.Context, orig: M.Phase, method: str, n: int, *,
+                offset: int = 0, log=print) -> Fleet:
+  """`n` members of `method` (retrain: trained from scratch) with member
+  seeds offset .. offset + n - 1."""
+  t0 = time.perf_counter()
+  logits, ra, ta, ua, rte = [], [], [], [], 0.0
+  for i in range(offset, offset + n):
+    mctx = member_context(ctx, ctx.workdir, i)
+    if method == "retrain":
+      phase = M.train_from_scratch(mctx, "retrain", mctx.split.retain, mctx.cfg.pretrain)
+    else:
+      phase = M.REGISTRY[method](mctx, orig, mctx.cfg.methods[method])
+    if phase.outcome.get("diverged"):
+      log(f"warning: {method} member {i} diverged at step {phase.outcome['diverged_step']}")
+    rte += float(phase.outcome.get("rte_s") or 0.0) + float(phase.outcome.get("mask_s", 0.0))
+    out = metrics.outputs(mctx.model(None), {"params": phase.state.params,
+                                             "batch_stats": phase.state.batch_stats},
+                          mctx.data, mctx.split, mctx.cfg.eval_batch, mctx.par)
+    sc = metrics.accuracies(out)
+    ra.append(sc["RA"])
+    ta.append(sc["TA"])
+    ua.append(sc["UA"])
+    logits.append(forget_logits(mctx, phase, ctx.cfg.eval_batch))
+  return Fleet(method, np.stack(logits), np.array(ra), np.array(ta), np.array(ua),
+               time.perf_counter() - t0, rte)
+
+
+def audit_rows(fleets: dict[str, Fleet], retrained: Fleet, labels: np.ndarray,
+               seed: int = 0) -> dict:
+  """Per fleet (a method's, or the Retrain control): the competition's forget
+  score and final score, and the per-example likelihood-ratio test, each
+  against the `retrained` fleet."""
+  from . import audit
+  r = audit.logit_scaled_confidence(retrained.logits, labels)
+  rows = {}
+  for name, fl in fleets.items():
+    u = audit.logit_scaled_confidence(fl.logits, labels)
+    eps = audit.example_epsilons(u, r)
+    f = audit.forget_score(u, r)
+    lira = audit.lira(u, r, seed=seed)
+    util = {"RA_u": float(fl.ra.mean()), "RA_r": float(retrained.ra.mean()),
+            "TA_u": float(fl.ta.mean()), "TA_r": float(retrained.ta.mean())}
+    rows[name] = {
+        "forget_score": float(f),
+        "final_score": float(audit.final_score(f, util["RA_u"], util["RA_r"],
+                                               util["TA_u"], util["TA_r"])),
+        "lira_auc": float(lira["auc"]), "lira_tpr_at_1fpr": float(lira["tpr_at_1fpr"]),
+        "lira_tpr_at_5fpr": float(lira["tpr_at_5fpr"]),
+        "roc": {"fpr": np.asarray(lira["fpr"]).tolist(), "tpr": np.asarray(lira["tpr"]).tolist()},
+        "epsilons": np.asarray(eps).tolist(),
+        "UA": float(fl.ua.mean()), **util,
+        "num_models": int(len(fl.logits)), "fleet_wall_s": fl.wall_s, "fleet_rte_s": fl.rte_s}
+  return rows
