@@ -144,3 +144,12 @@ def test_scores_take_members_in_their_random_order():
   # 0.3 a non-member's confidence.
   out["members"] = (c, p_retain)
   assert metrics.scores(out)["MIA"] == 100.0
+
+
+def test_avg_gap_by_hand():
+  from ugradsl_jax import metrics
+  m = {"UA": 10.0, "MIA": 20.0, "RA": 90.0, "TA": 80.0}
+  ref = {"UA": 12.0, "MIA": 16.0, "RA": 91.0, "TA": 80.0}
+  # |10 - 12| + |20 - 16| + |90 - 91| + |80 - 80| = 2 + 4 + 1 + 0 = 7, over 4 metrics
+  assert metrics.avg_gap(m, ref) == 1.75
+  assert metrics.avg_gap({**m, "UA": None}, ref) is None
