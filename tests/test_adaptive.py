@@ -143,3 +143,37 @@ def test_neighbours_come_from_the_global_retain_batch(mode):
                                                        h_r[4 * d:4 * d + 4], -1.0, beta)
                                for d in range(4)])
   assert abs(per_device.mean() - whole.mean()) > 1e-3
+
+
+def test_eval_mode_features_use_the_running_statistics():
+  """feature_mode "eval": the rate comes from an eval-mode pass of both
+  batches (running statistics), checked against those features computed
+  here; the train-mode rate (batch statistics) differs (negative control)."""
+  model = tiny_resnet(None)
+  tx = train.sgd(train.lr_schedule("constant", 0.05, 4, 4), 0.9, 5e-4)
+  v = train.init_variables(model, 0)
+  state = jax.device_get(train.create_state(v["params"], v["batch_stats"], tx))
+  # Running statistics unlike any one batch's, as after pretraining.
+  state = state.replace(batch_stats=jax.tree.map(lambda a: a + 0.5, state.batch_stats))
+  rng = np.random.default_rng(0)
+  data = {"x": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+          "y": rng.integers(0, 10, 64).astype(np.int32)}
+  batch = {"retain": {"idx": np.arange(0, 16)}, "forget": {"idx": np.arange(40, 48)}}
+
+  def feats(idx):
+    _, new = model.apply(v | {"batch_stats": state.batch_stats}, data["x"][idx],
+                         train=False, mutable=["intermediates"])
+    return new["intermediates"]["features"][0]
+  h_r, h_f = feats(batch["retain"]["idx"]), feats(batch["forget"]["idx"])
+  d = np.sort(np.asarray(adaptive.feature_distance(h_f, h_r)).ravel())
+  beta = float(d[len(d) // 2])  # about half the pairs are neighbours
+  hp = {"alpha": -1.0, "p": 0.5, "beta": beta}
+  out = {}
+  for mode in ("eval", "train"):
+    step = jax.jit(functools.partial(ugradsl_step.unlearn_step, axis_name=None, model=model,
+                                     tx=tx, alpha_mode="adaptive", feature_mode=mode))
+    out[mode] = float(step(state, data, batch, hp)[1]["forget_alpha"])
+  want = float(np.mean(adaptive.adaptive_alpha(h_f, h_r, -1.0, beta)))
+  assert -1.0 < want < 0.0
+  np.testing.assert_allclose(out["eval"], want, rtol=1e-5)
+  assert abs(out["train"] - want) > 1e-3

@@ -67,6 +67,10 @@ class MethodCfg:
   # retain neighbours within feature distance beta (METHOD.md s.8); UGradSL(+).
   alpha_mode: str = "fixed"
   beta: float = 0.2
+  # The adaptive rate's features: "train" (the train-mode passes, each batch
+  # normalised by its own BatchNorm statistics) or "eval" (an extra
+  # eval-mode pass, running statistics, for both batches).
+  feature_mode: str = "train"
   p: float = 0.5          # weight of the retain term
   mix: str = "weighted"   # gradient-mixing rule (mixing.RULES)
   # "mean": the terms are batch means; "sum": batch sums, the paper's form
@@ -139,6 +143,8 @@ METHOD_FIELD_SPECS = {
     "alpha": (float, "smoothing rate of the forget targets (< 0: negative smoothing)"),
     "alpha_mode": (str, "fixed | adaptive (per-example rate from retain neighbours)"),
     "beta": (float, "adaptive rate: feature distance of a neighbour, in [0, 1]"),
+    "feature_mode": (str, "adaptive rate's features: train (batch statistics) | eval "
+                          "(running statistics)"),
     "p": (float, "weight of the retain term, in [0, 1]"),
     "mix": (str, "gradient-mixing rule (weighted | normalized | pcgrad | a registered one)"),
     "mix_hparams": (parse_mix_hparams, "the rule's own hyper-parameters, name=value,..."),
@@ -149,8 +155,8 @@ METHOD_FIELD_SPECS = {
 }
 _COMMON = ("epochs", "lr", "batch_size", "schedule", "momentum", "nesterov",
            "weight_decay", "augment", "reduction")
-_PAIRED = _COMMON + ("forget_batch_size", "alpha", "alpha_mode", "beta", "p", "mix",
-                     "mix_hparams")
+_PAIRED = _COMMON + ("forget_batch_size", "alpha", "alpha_mode", "beta", "feature_mode",
+                     "p", "mix", "mix_hparams")
 # Which recipe fields each method reads; setting another is refused.
 METHOD_READS = {
     "ft": _COMMON, "ga": _COMMON + ("alpha",), "rl": _COMMON + ("rl_loop",),
@@ -173,11 +179,13 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
                   "reduction")}
 # Fields added after workdirs existed: left out of a phase's checkpoint meta
 # at their default, so those workdirs stay valid.
-META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto"}
+META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
+                 "feature_mode": "train"}
 ALPHA_MODES = ("fixed", "adaptive")  # as ugradsl_step.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
 RL_LOOPS = ("auto", "sequential", "union")
+FEATURE_MODES = ("train", "eval")
 PASSES = ("two", "one", "auto")  # as ugradsl_step.PASSES (a test holds them equal)
 # The methods whose forget batch is paired with a retain batch and that take
 # a smoothing rate: the adaptive rate and the vmapped sweeps are theirs.
@@ -633,6 +641,9 @@ def validate(cfg: Config) -> None:
     if not (isinstance(m.no_l1_epochs, int) and 0 <= m.no_l1_epochs < m.epochs):
       raise ConfigError(f"--{name}_no_l1_epochs {m.no_l1_epochs}: must be in "
                         f"[0, epochs = {m.epochs})")
+    if m.feature_mode not in FEATURE_MODES:
+      raise ConfigError(f"--{name}_feature_mode {m.feature_mode!r}: must be one of "
+                        f"{', '.join(FEATURE_MODES)}")
     if m.rl_loop not in RL_LOOPS:
       raise ConfigError(f"--{name}_rl_loop {m.rl_loop!r}: must be one of {', '.join(RL_LOOPS)}")
     if m.reduction not in REDUCTIONS:

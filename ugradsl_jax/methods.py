@@ -440,7 +440,8 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
   data, mask_key = _with_mask(ctx, mask)
   step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix),
                            alpha_mode=m.alpha_mode, reduction=m.reduction,
-                           mask_key=mask_key, passes=ctx.cfg.passes)
+                           mask_key=mask_key, passes=ctx.cfg.passes,
+                           feature_mode=m.feature_mode)
   return run_phase(ctx, name, state0, step, batches, total, rb + fb,
                    recipe, hp=hp, data=data, lr_fn=schedule)
 

@@ -28,10 +28,21 @@ REDUCTIONS = ("mean", "sum")
 PASSES = ("two", "one", "auto")
 
 
-def _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp, adapt, axis_name):
+def eval_features(model, state, x):
+  """Penultimate features of `x` in eval mode (BatchNorm's running
+  statistics), under stop_gradient: the same normalisation for a forget
+  batch and a retain batch, whatever classes each holds."""
+  _, new = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                       train=False, mutable=["intermediates"])
+  return jax.lax.stop_gradient(new["intermediates"]["features"][0])
+
+
+def _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp, adapt, axis_name,
+                feature_mode="train"):
   """Retain forward/backward, then forget (its BatchNorm update on top)."""
   rng = step_rng(model, state, axis_name)
   rng_r, rng_f = (None, None) if rng is None else jax.random.split(rng)
+  in_eval = adapt and feature_mode == "eval"
 
   def retain_loss(params, bstats):
     logits, bstats, h = forward(model, params, bstats, x_r, features=adapt, rng=rng_r)
@@ -40,11 +51,15 @@ def _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp, adapt, axis_name
 
   (l_r, (bs, acc_r, h_r)), g_r = jax.value_and_grad(retain_loss, has_aux=True)(
       state.params, state.batch_stats)
+  if in_eval:
+    h_r = eval_features(model, state, x_r)
   h_retain = all_gather(jax.lax.stop_gradient(h_r), axis_name) if adapt else None
   w_retain = None if (w_r is None or not adapt) else all_gather(w_r, axis_name)
 
   def forget_loss(params, bstats):
     logits, bstats, h_f = forward(model, params, bstats, x_f, features=adapt, rng=rng_f)
+    if in_eval:
+      h_f = eval_features(model, state, x_f)
     alpha = (adaptive.adaptive_alpha(h_f, h_retain, hp["alpha"], hp["beta"], w_retain)
              if adapt else hp["alpha"])
     loss = weighted_mean(losses.smoothed_cross_entropy(logits, y_f, alpha), w_f, axis_name)
@@ -97,7 +112,7 @@ def one_pass_applies(x_r, x_f, alpha_mode: str) -> bool:
 def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
                  mix: Callable = mixing.weighted_sum, alpha_mode: str = "fixed",
                  reduction: str = "mean", mask_key: str | None = None,
-                 passes: str = "two"):
+                 passes: str = "two", feature_mode: str = "train"):
   """batch: {"retain": {...}, "forget": {...}} (batching.paired);
   hp: {"alpha", "p"[, "beta"]} (and "lr", "weight_decay" when tx is a
   train.HpSGD), traceable so sweeps can vmap over it.
@@ -105,6 +120,10 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   alpha_mode "adaptive": each forget example's rate is alpha * (1 - rho_j),
   rho_j its share of neighbours within feature distance beta in the
   *global* retain batch (features gathered from every device), adaptive.py.
+  feature_mode "train": the features of the train-mode passes (each batch
+  normalised by its own statistics); "eval": of an extra eval-mode pass of
+  both batches (running statistics), so that BatchNorm does not remove a
+  class-wise forget batch's shift from the retain batch.
   reduction "mean": the gradients of the batch means; "sum": of the batch
   sums (the paper's form, METHOD.md s.9), i.e. the means times the global
   batch sizes. `data[mask_key]` restricts the update to a 0/1 weight mask.
@@ -135,7 +154,7 @@ def unlearn_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
                                     axis_name)
   else:
     g_r, g_f, bs, terms = _two_passes(state, model, x_r, y_r, x_f, y_f, w_r, w_f, hp,
-                                      adapt, axis_name)
+                                      adapt, axis_name, feature_mode)
   l_r, l_f, acc_r, acc_f, alpha_mean = terms
   g_r, g_f, bs = pmean((g_r, g_f, bs), axis_name)
   l_r, l_f, acc_r, acc_f, alpha_mean = pmean((l_r, l_f, acc_r, acc_f, alpha_mean),
