@@ -29,7 +29,8 @@ MODELS = ("resnet18", "vgg16", "vit", "transformer")
 MODEL_MODALITY = {"resnet18": "image", "vgg16": "image", "vit": "image",
                   "transformer": "text"}
 METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
-           "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive")
+           "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
+           "iu", "boundary_shrink", "ssd")
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,18 @@ class MethodCfg:
   # D_r), "union" (a shuffled union), "auto": the reference's choice for the
   # data set (union for CIFAR-100 and Tiny-ImageNet).
   rl_loop: str = "auto"
+  # IU: the step's scale (the reference's alpha), WoodFisher's normaliser n
+  # (it reads n + 2 retain examples) and its recursion ("reference": the
+  # reference code's loop; "exact": the Sherman-Morrison inverse).
+  scale: float = 0.2
+  num_samples: int = 1000
+  woodfisher: str = "reference"
+  # Boundary Shrink: the FGSM step on [0, 1] images.
+  bound: float = 0.1
+  # SSD: a weight is dampened where its forget importance exceeds
+  # selection x its whole-set importance, by min(dampening x ratio, 1).
+  selection: float = 10.0
+  dampening: float = 1.0
   # The mixing rule's own hyper-parameters (registry.MIX_RULES), on top of
   # its registered defaults; they reach the rule in hp.
   mix_hparams: dict = dataclasses.field(default_factory=dict)
@@ -151,6 +164,12 @@ METHOD_FIELD_SPECS = {
     "l1": (float, "l1 weight in epoch 0, decayed linearly epoch by epoch"),
     "no_l1_epochs": (int, "the last epochs without the l1 penalty"),
     "rl_loop": (str, "auto | sequential | union: RL's pass over the relabelled forget set"),
+    "scale": (float, "IU: the scale of its one-shot step (the reference's alpha)"),
+    "num_samples": (int, "IU: WoodFisher's n (it reads n + 2 retain examples)"),
+    "woodfisher": (str, "IU: reference (the reference code's loop) | exact (Sherman-Morrison)"),
+    "bound": (float, "Boundary Shrink: the FGSM step on [0, 1] images"),
+    "selection": (float, "SSD: alpha, the forget/whole importance ratio that selects a weight"),
+    "dampening": (float, "SSD: lambda, the dampening of a selected weight"),
     "mask_ratio": (float, "share of the weights SalUn updates, in (0, 1]"),
 }
 _COMMON = ("epochs", "lr", "batch_size", "schedule", "momentum", "nesterov",
@@ -164,7 +183,10 @@ METHOD_READS = {
     "salun": _COMMON + ("mask_ratio", "rl_loop"),
     "neggrad_plus": tuple(f for f in _PAIRED if f != "alpha"),
     "ugradsl": _PAIRED, "ugradsl_plus": _PAIRED, "ugradsl_adaptive": _PAIRED,
-    "ugradsl_plus_adaptive": _PAIRED}
+    "ugradsl_plus_adaptive": _PAIRED,
+    "iu": ("batch_size", "scale", "num_samples", "woodfisher"),
+    "boundary_shrink": _COMMON + ("bound",),
+    "ssd": ("batch_size", "selection", "dampening")}
 TRAIN_FIELD_SPECS = {
     "epochs": (int, "epochs"), "lr": (float, "peak learning rate"),
     "batch_size": (int, "batch size"),
@@ -180,7 +202,9 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
 # Fields added after workdirs existed: left out of a phase's checkpoint meta
 # at their default, so those workdirs stay valid.
 META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
-                 "feature_mode": "train"}
+                 "feature_mode": "train", "scale": 0.2, "num_samples": 1000,
+                 "woodfisher": "reference", "bound": 0.1, "selection": 10.0,
+                 "dampening": 1.0}
 ALPHA_MODES = ("fixed", "adaptive")  # as ugradsl_step.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
@@ -432,6 +456,21 @@ def _smoke() -> Config:
                 log_every=1)
 
 
+def _with_baselines(methods: Mapping[str, MethodCfg], epochs: int, lr: float,
+                    batch_size: int, augment, num_samples: int) -> dict:
+  """IU, Boundary Shrink and SSD at the reference codes' defaults (IU's
+  scale 0.2, FGSM bound 0.1, SSD's selection 10 and dampening 1), with the
+  preset's length, batch size and augmentation; untuned. IU and SSD train
+  nothing: their epochs and lr are unused placeholders."""
+  m = dict(methods)
+  m.setdefault("iu", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size,
+                               num_samples=num_samples, augment=False))
+  m.setdefault("boundary_shrink", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
+                                            augment=augment))
+  m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=False))
+  return m
+
+
 def _with_adaptive(cfg: Config, adaptive: Mapping[str, dict] | None = None) -> Config:
   """UGradSL-adaptive and UGradSL+-adaptive: UGradSL and UGradSL+ with the
   self-adaptive rate (METHOD.md s.8), `adaptive` their own chosen values
@@ -443,9 +482,16 @@ def _with_adaptive(cfg: Config, adaptive: Mapping[str, dict] | None = None) -> C
   return dataclasses.replace(cfg, methods=m)
 
 
-PRESETS = {"paper": lambda: _with_adaptive(_paper()),
-           "quick": lambda: _with_adaptive(_quick(), _QUICK_ADAPTIVE),
-           "smoke": lambda: _with_adaptive(_smoke())}
+def _baselined(cfg: Config, epochs: int, lr: float, num_samples: int) -> Config:
+  b = cfg.methods["ft"]
+  return dataclasses.replace(cfg, methods=_with_baselines(
+      cfg.methods, epochs, lr, b.batch_size, b.augment, num_samples))
+
+
+PRESETS = {"paper": lambda: _baselined(_with_adaptive(_paper()), 10, 0.01, 1000),
+           "quick": lambda: _baselined(_with_adaptive(_quick(), _QUICK_ADAPTIVE), 3, 0.01,
+                                       1000),
+           "smoke": lambda: _baselined(_with_adaptive(_smoke()), 1, 0.01, 30)}
 
 
 def _no_augment(cfg: Config) -> Config:
@@ -522,7 +568,9 @@ def _text_paper() -> Config:
       cfg, width=256, depth=4, text=TextCfg(vocab_size=30522, max_len=256)))
 
 
-TEXT_PRESETS = {"paper": _text_paper, "quick": _text_quick, "smoke": _text_smoke}
+TEXT_PRESETS = {"paper": lambda: _baselined(_text_paper(), 10, 0.01, 1000),
+                "quick": lambda: _baselined(_text_quick(), 3, 0.01, 1000),
+                "smoke": lambda: _baselined(_text_smoke(), 1, 0.01, 30)}
 
 
 # (width, depth) of each model family per preset; None = the family's default
@@ -641,6 +689,13 @@ def validate(cfg: Config) -> None:
     if not (isinstance(m.no_l1_epochs, int) and 0 <= m.no_l1_epochs < m.epochs):
       raise ConfigError(f"--{name}_no_l1_epochs {m.no_l1_epochs}: must be in "
                         f"[0, epochs = {m.epochs})")
+    for what, v in (("scale", m.scale), ("bound", m.bound), ("selection", m.selection),
+                    ("dampening", m.dampening)):
+      if not (math.isfinite(v) and v > 0):
+        raise ConfigError(f"--{name}_{what} {v}: must be a positive finite number")
+    pos(m.num_samples, f"--{name}_num_samples")
+    if m.woodfisher not in ("reference", "exact"):
+      raise ConfigError(f"--{name}_woodfisher {m.woodfisher!r}: reference or exact")
     if m.feature_mode not in FEATURE_MODES:
       raise ConfigError(f"--{name}_feature_mode {m.feature_mode!r}: must be one of "
                         f"{', '.join(FEATURE_MODES)}")

@@ -482,3 +482,38 @@ REGISTRY: dict[str, Callable] = {
     "salun": salun, "neggrad_plus": neggrad_plus,
     "ugradsl": ugradsl, "ugradsl_plus": ugradsl_plus,
     "ugradsl_adaptive": ugradsl_adaptive, "ugradsl_plus_adaptive": ugradsl_plus_adaptive}
+
+
+def one_shot_phase(ctx: Context, name: str, recipe, orig: Phase, compute) -> Phase:
+  """A method without a training loop (SSD, IU): `compute()` -> (params,
+  outcome dict with rte_s and compile_s) from the original model's state,
+  saved and reused like every phase."""
+  tx = train.sgd(0.0)
+  state0 = jax.device_get(train.create_state(orig.state.params, orig.state.batch_stats, tx))
+  if ctx.workdir is None:
+    params, out = compute()
+    return Phase(state0.replace(params=jax.device_get(params)), _one_shot_outcome(out))
+  store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
+  try:
+    done = store.outcome()
+    if done is not None:
+      return Phase(jax.device_get(store.restore(checkpoint.abstract_of(state0))), done)
+    params, out = compute()
+    state = state0.replace(params=jax.device_get(params))
+    outcome = _one_shot_outcome(out)
+    store.save(0, state)
+    store.finish(outcome)
+    return Phase(state, outcome)
+  finally:
+    store.close()
+
+
+def _one_shot_outcome(out: dict) -> dict:
+  return {"diverged": False, "diverged_step": None, "no_finite_step": False, "steps": 0,
+          "io_s": 0.0, "images_per_s": None, "resumed_from_step": None,
+          "last_metrics": None, "nonfinite": False, **out}
+
+
+from . import baseline_methods  # noqa: E402  (registers the baselines below)
+
+REGISTRY.update(baseline_methods.REGISTRY)

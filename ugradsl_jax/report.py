@@ -22,7 +22,8 @@ PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
           "l1_sparse": "l1-sparse", "salun": "SalUn", "neggrad_plus": "NegGrad+",
           "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+",
           "ugradsl_adaptive": "UGradSL-adaptive",
-          "ugradsl_plus_adaptive": "UGradSL+-adaptive"}
+          "ugradsl_plus_adaptive": "UGradSL+-adaptive", "iu": "IU",
+          "boundary_shrink": "Boundary Shrink", "ssd": "SSD"}
 
 
 def machine() -> str:
