@@ -79,8 +79,10 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--workdir", default=None, help="default runs/<preset>")
   p.add_argument("--seed", type=int, default=None, help="default 1")
   p.add_argument("--seeds", default=None, help="comma list, e.g. 1,2,3: mean +- std table")
-  p.add_argument("--methods", default="all",
-                 help=f"comma list of {','.join(configs.METHODS)} (retrain is always run)")
+  p.add_argument("--methods", default="default",
+                 help="comma list of " + ",".join(configs.METHODS) + "; default: "
+                      + ",".join(configs.DEFAULT_METHODS) + " (the UGradSL paper's rows); "
+                      "all: every method (retrain is always run)")
   p.add_argument("--forget_fraction", type=_float, default=None)
   p.add_argument("--forget_class", default=None,
                  help="class-wise forgetting: a class label or a comma list, e.g. 3,5")
@@ -270,7 +272,8 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
 
 
 def parse_methods(s: str) -> list[str]:
-  names = list(configs.METHODS) if s == "all" else [x.strip() for x in s.split(",") if x.strip()]
+  names = (list(configs.METHODS) if s == "all" else list(configs.DEFAULT_METHODS)
+           if s == "default" else [x.strip() for x in s.split(",") if x.strip()])
   return protocol.check_methods(names)
 
 

@@ -47,7 +47,8 @@ def test_every_method_end_to_end(full_run):
   assert all("forgotten_test_acc" not in r for r in res["methods"].values())
   names = list(res["methods"])
   assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
-                   "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive"]
+                   "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
+                   "iu", "boundary_shrink", "ssd"]  # --methods all
   for n in ("ugradsl_adaptive", "ugradsl_plus_adaptive"):
     assert res["methods"][n]["hparams"]["alpha_mode"] == "adaptive"
   for name, r in res["methods"].items():
@@ -81,6 +82,10 @@ def _expected_steps(res) -> dict:
       out[name] = h["epochs"] * ceil(n["retain"], h["batch_size"])
     elif name == "ga":
       out[name] = h["epochs"] * ceil(n["forget"], min(h["batch_size"], n["forget"]))
+    elif name in ("iu", "ssd"):  # one-shot: no steps
+      out[name] = 0
+    elif name == "boundary_shrink":  # epochs over D_f toward the attack's labels
+      out[name] = h["epochs"] * ceil(n["forget"], min(h["batch_size"], n["forget"]))
     elif name in ("rl", "salun"):  # CIFAR-10: a pass over D_f, then over D_r
       out[name] = h["epochs"] * (ceil(n["forget"], h["batch_size"]) +
                                  ceil(n["retain"], h["batch_size"]))
@@ -98,10 +103,13 @@ def test_every_phase_writes_its_history_and_the_curves(full_run):
   assert (wd / "curves.png").stat().st_size > 10_000
   res = json.loads((wd / "results.json").read_text())
   roles = {"ft": "retain", "ga": "forget", "rl": "train", "l1_sparse": "retain",
-           "salun": "train", "retrain": "train"}
+           "salun": "train", "retrain": "train", "boundary_shrink": "forget"}
   want = _expected_steps(res)
   for name in res["methods"]:
     rows = history.read(wd / name / history.FILE)
+    if want[name] == 0:  # IU, SSD: no loop, no history
+      assert rows == [], name
+      continue
     # smoke logs every step: one row per step, in order, the last one included,
     # as many as epochs x ceil(n / batch) counted here from the split sizes
     assert [r["step"] for r in rows] == list(range(1, want[name] + 1)), name

@@ -14,7 +14,9 @@ from ugradsl_jax import configs, datasets, protocol
 
 # The adaptive rows differ from UGradSL(+) only in the rate, which test_adaptive
 # and the smoke run of every method cover; leaving them out keeps these runs short.
-ALL = [m for m in configs.METHODS if not m.endswith("_adaptive")]
+# The other baselines (IU, Boundary Shrink, SSD) run in the smoke run of
+# every method (test_experiment) and through the API (test_baseline_methods).
+ALL = [m for m in configs.DEFAULT_METHODS if not m.endswith("_adaptive")]
 
 
 def _png(rng, size):

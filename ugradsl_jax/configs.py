@@ -31,6 +31,11 @@ MODEL_MODALITY = {"resnet18": "image", "vgg16": "image", "vit": "image",
 METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
            "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
            "iu", "boundary_shrink", "ssd")
+# What a run does without --methods: the UGradSL paper's table rows (the
+# quick table in <= 15 min on 2 CPU cores); --methods all adds the other
+# baselines.
+DEFAULT_METHODS = METHODS[:11]
+ONE_SHOT_METHODS = ("iu", "ssd")  # no training loop, no history
 
 
 class ConfigError(ValueError):

@@ -171,6 +171,9 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
             f"--passes one: {n} needs a fixed rate and equal retain and forget "
             f"batches (it has {m.alpha_mode}, {m.batch_size} / "
             f"{m.forget_batch_size or m.batch_size}); --passes auto uses two there")
+  if "boundary_shrink" in names and ctx.data.modality != "image":
+    raise configs.ConfigError("boundary_shrink perturbs images (uint8 pixel levels); "
+                              f"--dataset {cfg.dataset} holds token ids")
   ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
   for n in names:
     if cfg.methods.get(n) is not None:
