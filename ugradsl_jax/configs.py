@@ -468,11 +468,13 @@ def _with_baselines(methods: Mapping[str, MethodCfg], epochs: int, lr: float,
   preset's length, batch size and augmentation; untuned. IU and SSD train
   nothing: their epochs and lr are unused placeholders."""
   m = dict(methods)
+  # IU and SSD read no augmentation (eval-mode gradients of the images as
+  # stored); theirs is the preset's so that every recipe tells one story.
   m.setdefault("iu", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size,
-                               num_samples=num_samples, augment=False))
+                               num_samples=num_samples, augment=augment))
   m.setdefault("boundary_shrink", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
                                             augment=augment))
-  m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=False))
+  m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=augment))
   return m
 
 
