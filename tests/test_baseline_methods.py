@@ -73,3 +73,78 @@ def test_baseline_recipes_are_flags():
       assert name in configs.get(preset).methods
   with pytest.raises(configs.ConfigError, match="--ssd_selection"):
     configs.validate(configs.with_method(configs.get("smoke"), "ssd", selection=-1.0))
+
+
+# ---------------------------------------------------------------- SCRUB
+
+
+def test_scrub_passes_follow_its_schedule():
+  from ugradsl_jax import baseline_methods as B
+  forget, retain = np.arange(10), np.arange(10, 50)
+  b, total = B.scrub_batches(forget, retain, 8, seed=0, epochs=3, msteps=2)
+  f, r = 2, 5  # ceil(10 / 8), ceil(40 / 8)
+  assert total == 2 * (f + r) + r
+  kinds = [float(b(s)["m"][0]) for s in range(total)]
+  assert kinds == ([1.0] * f + [0.0] * r) * 2 + [0.0] * r
+  first_max = np.concatenate([b(s)["idx"][b(s)["w"] > 0] for s in range(f)])
+  np.testing.assert_array_equal(np.sort(first_max), forget)
+
+
+def _scrub_step(mode, model, student, teacher, x, y, batch, tx):
+  import functools
+  from ugradsl_jax import baseline_methods as B, parallel, train
+  par = parallel.make(mode, None if mode == "none" else 4)
+  step = par.wrap(functools.partial(B.scrub_step, model=model, tx=tx, temperature=2.0,
+                                    kd_weight=0.5, ce_weight=0.9))
+  state = train.create_state(student["params"], {}, tx)
+  data = {"x": x, "y": y, "teacher": {"params": teacher["params"], "batch_stats": {}}}
+  s, m = step(par.replicate(jax.device_get(state)), par.replicate(data), par.shard(batch),
+              par.put_hp({}))
+  return jax.device_get(par.unreplicate(s)).params, jax.device_get(par.unreplicate(m))
+
+
+def test_scrub_step_against_its_objective_by_hand(toy):
+  import optax
+  from ugradsl_jax import baselines
+  x, y, m, teacher = toy
+  student = m.init(jax.random.key(7), x[:2])  # differs from the teacher
+  tx = optax.sgd(0.3)
+  for kind in (1.0, 0.0):
+    idx, w = np.arange(12, 28), np.ones(16, np.float32)
+    batch = {"idx": idx, "w": w, "m": np.full(16, kind, np.float32)}
+    got, metrics = _scrub_step("none", m, student, teacher, x, y, batch, tx)
+
+    def objective(p):
+      s_logits, t_logits = m.apply(p, x[idx]), m.apply(teacher, x[idx])
+      kl = baselines.distill_kl(s_logits, t_logits, 2.0)
+      ce = optax.softmax_cross_entropy_with_integer_labels(s_logits, y[idx]).mean()
+      return -kl if kind else 0.9 * ce + 0.5 * kl
+    g = jax.grad(objective)(student)["params"]
+    want = jax.tree.map(lambda p, d: p - 0.3 * d, student["params"], g)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert float(metrics["max_step"]) == kind
+  # The same step data-parallel over 4 devices, the last shard half padding.
+  idx, w = batching_padded(np.arange(12, 26), 16)
+  batch = {"idx": idx, "w": w, "m": np.ones(16, np.float32)}
+  one, _ = _scrub_step("none", m, student, teacher, x, y, batch, tx)
+  four, _ = _scrub_step("shard_map", m, student, teacher, x, y, batch, tx)
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def batching_padded(idx, n):
+  from ugradsl_jax import batching
+  return batching.padded(idx, n)
+
+
+def test_scrub_through_the_api(toy):
+  x, y, m, v = toy
+  rows = []
+  out = ug.unlearn(m, v, (x[:30], y[:30]), (x[30:], y[30:]), method="scrub", epochs=2,
+                   msteps=1, batch_size=16, lr=0.05, history=rows)
+  assert np.abs(_delta(out, v)).max() > 0
+  assert [r["max_step"] for r in rows][:2] == [1.0, 1.0]  # ceil(30 / 16) max steps first
+  assert rows[-1]["max_step"] == 0.0
+  with pytest.raises(configs.ConfigError, match="--scrub_msteps 3"):
+    ug.unlearn(m, v, (x[:30], y[:30]), (x[30:], y[30:]), method="scrub", epochs=2, msteps=3)

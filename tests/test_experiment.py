@@ -48,7 +48,7 @@ def test_every_method_end_to_end(full_run):
   names = list(res["methods"])
   assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
                    "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
-                   "iu", "boundary_shrink", "ssd"]  # --methods all
+                   "iu", "boundary_shrink", "ssd", "scrub"]  # --methods all
   for n in ("ugradsl_adaptive", "ugradsl_plus_adaptive"):
     assert res["methods"][n]["hparams"]["alpha_mode"] == "adaptive"
   for name, r in res["methods"].items():
@@ -84,6 +84,9 @@ def _expected_steps(res) -> dict:
       out[name] = h["epochs"] * ceil(n["forget"], min(h["batch_size"], n["forget"]))
     elif name in ("iu", "ssd"):  # one-shot: no steps
       out[name] = 0
+    elif name == "scrub":  # max pass over D_f + min pass over D_r, then min passes only
+      b = min(h["batch_size"], n["forget"])
+      out[name] = (h["msteps"] * ceil(n["forget"], b) + h["epochs"] * ceil(n["retain"], b))
     elif name == "boundary_shrink":  # epochs over D_f toward the attack's labels
       out[name] = h["epochs"] * ceil(n["forget"], min(h["batch_size"], n["forget"]))
     elif name in ("rl", "salun"):  # CIFAR-10: a pass over D_f, then over D_r
@@ -114,7 +117,9 @@ def test_every_phase_writes_its_history_and_the_curves(full_run):
     # as many as epochs x ceil(n / batch) counted here from the split sizes
     assert [r["step"] for r in rows] == list(range(1, want[name] + 1)), name
     assert all(r["lr"] > 0 and r["images_per_s"] > 0 for r in rows)
-    if name in roles:
+    if name == "scrub":
+      assert {"scrub_loss", "kl", "ce", "grad_norm", "max_step"} <= set(rows[0])
+    elif name in roles:
       assert {f"{roles[name]}_loss", f"{roles[name]}_acc", "grad_norm"} <= set(rows[0])
     else:  # paired: every term, no weighted "loss"
       assert {"retain_loss", "forget_loss", "retain_acc", "forget_acc", "retain_grad_norm",

@@ -1,4 +1,4 @@
-"""The other baselines as phases: SSD, IU (WoodFisher) and Boundary Shrink.
+"""The other baselines as phases: SSD, IU (WoodFisher), Boundary Shrink, SCRUB.
 
 The math is baselines.py's; this module feeds it the split's data and
 times it. Where the reference code leaves a choice open:
@@ -189,4 +189,88 @@ def boundary_shrink(ctx, orig, m):
                            "shrunk_to_other_class": float(np.mean(new != ctx.data.train_y[s.forget]))})
 
 
-REGISTRY = {"ssd": ssd, "iu": iu, "boundary_shrink": boundary_shrink}
+# ---------------------------------------------------------------- SCRUB
+
+
+def scrub_step(state, data, batch, hp, *, axis_name, model, tx, temperature: float,
+               kd_weight: float, ce_weight: float):
+  """One SCRUB step on a batch of one kind (batch["m"]: 1 on every row of a
+  max batch from D_f, 0 of a min batch from D_r): max descends on -KL(teacher
+  || student), min on ce_weight * CE + kd_weight * KL. The teacher is the
+  original model, frozen in data["teacher"], in eval mode; the student is
+  in train mode."""
+  from .parallel import pmean
+  from . import train
+  x, y = train.gather_augment(data, batch)
+  w, is_max = batch["w"], batch["m"]
+  t = data["teacher"]
+  teacher = jax.lax.stop_gradient(
+      model.apply({"params": t["params"], "batch_stats": t["batch_stats"]}, x, train=False))
+
+  def objective(params):
+    logits, bstats, _ = train.forward(model, params, state.batch_stats, x)
+    kl = baselines.distill_kl_per_example(logits, teacher, temperature)
+    ce = losses.cross_entropy(logits, y)
+    per_row = jnp.where(is_max > 0, -kl, ce_weight * ce + kd_weight * kl)
+    return train.weighted_mean(per_row, w, axis_name), (
+        bstats, train.weighted_mean(kl, w, axis_name), train.weighted_mean(ce, w, axis_name))
+
+  (loss, (bstats, kl, ce)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  grads, bstats = pmean((grads, bstats), axis_name)
+  loss, kl, ce = pmean((loss, kl, ce), axis_name)
+  norm = optax_norm(grads)
+  state = train.apply_update(state, grads, tx, hp, bstats, (loss, norm))
+  return state, {"scrub_loss": loss, "kl": kl, "ce": ce, "grad_norm": norm,
+                 "max_step": jnp.mean(is_max)}
+
+
+def optax_norm(tree):
+  import optax
+  return optax.tree.norm(tree)
+
+
+def scrub_batches(forget, retain, batch: int, seed: int, epochs: int, msteps: int,
+                  augment=False):
+  """SCRUB's passes (baselines.scrub_schedule): in each of the first
+  `msteps` epochs a max pass over D_f and then a min pass over D_r, after
+  that min passes only. Every batch has `batch` rows (padded), "m" its kind."""
+  f, f_steps = batching.epochs(forget, batch, seed, zlib.crc32(b"scrub/forget"), augment)
+  r, r_steps = batching.epochs(retain, batch, seed, zlib.crc32(b"scrub/retain"), augment)
+  plan = []  # (kind, batches function, index into it)
+  for e in range(epochs):
+    if "max" in baselines.scrub_schedule(e + 1, msteps):
+      plan += [(1.0, f, e * f_steps + i) for i in range(f_steps)]
+    plan += [(0.0, r, e * r_steps + i) for i in range(r_steps)]
+
+  def batches(step: int) -> dict:
+    kind, fn, i = plan[step]
+    b = fn(i)
+    return {**b, "m": np.full(batch, kind, np.float32)}
+  return batches, len(plan)
+
+
+def scrub(ctx, orig, m):
+  """SCRUB (Kurmanji et al., NeurIPS 2023): a student from the original
+  model, pushed away from the frozen original (the teacher) on D_f and kept
+  close to it, and to the labels, on D_r. One batch size for both passes
+  (one compiled step), the preset's SGD in place of the reference's choice
+  of Adam or SGD, and no learning-rate decay (the reference's first decay
+  comes after the epochs it runs at this scale)."""
+  s = ctx.split
+  bs = ctx.batch_for(m.batch_size, s.forget, "--scrub_batch_size")
+  ctx.par.check_batch(bs, "--scrub batch size")
+  batches, total = scrub_batches(s.forget, s.retain, bs, ctx.cfg.seed, m.epochs, m.msteps,
+                                 m.augment)
+  tx, schedule, opt_hp = M._tx(m, total, max(total // max(m.epochs, 1), 1))
+  step = functools.partial(scrub_step, model=ctx.model(), tx=tx, temperature=m.temperature,
+                           kd_weight=m.kd_weight, ce_weight=m.ce_weight)
+  from . import train
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
+  teacher = ctx.par.replicate({"params": orig.state.params,
+                               "batch_stats": orig.state.batch_stats})
+  data = {**ctx.device_data, "teacher": teacher}
+  return M.run_phase(ctx, "scrub", state0, step, batches, total, bs, m,
+                     hp={"total_steps": float(total), **opt_hp}, data=data, lr_fn=schedule)
+
+
+REGISTRY = {"ssd": ssd, "iu": iu, "boundary_shrink": boundary_shrink, "scrub": scrub}

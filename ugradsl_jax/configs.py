@@ -30,7 +30,7 @@ MODEL_MODALITY = {"resnet18": "image", "vgg16": "image", "vit": "image",
                   "transformer": "text"}
 METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
            "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
-           "iu", "boundary_shrink", "ssd")
+           "iu", "boundary_shrink", "ssd", "scrub")
 # What a run does without --methods: the UGradSL paper's table rows (the
 # quick table in <= 15 min on 2 CPU cores); --methods all adds the other
 # baselines.
@@ -104,6 +104,13 @@ class MethodCfg:
   # selection x its whole-set importance, by min(dampening x ratio, 1).
   selection: float = 10.0
   dampening: float = 1.0
+  # SCRUB: max passes over D_f in the first msteps epochs; the distillation
+  # temperature; the weights of KL and CE in the min steps (its CIFAR
+  # ResNet settings: T 4, KL 0.001, CE 0.99, msteps 2).
+  msteps: int = 2
+  temperature: float = 4.0
+  kd_weight: float = 0.001
+  ce_weight: float = 0.99
   # The mixing rule's own hyper-parameters (registry.MIX_RULES), on top of
   # its registered defaults; they reach the rule in hp.
   mix_hparams: dict = dataclasses.field(default_factory=dict)
@@ -175,6 +182,10 @@ METHOD_FIELD_SPECS = {
     "bound": (float, "Boundary Shrink: the FGSM step on [0, 1] images"),
     "selection": (float, "SSD: alpha, the forget/whole importance ratio that selects a weight"),
     "dampening": (float, "SSD: lambda, the dampening of a selected weight"),
+    "msteps": (int, "SCRUB: epochs with a max pass over the forget set"),
+    "temperature": (float, "SCRUB: the distillation temperature"),
+    "kd_weight": (float, "SCRUB: the KL term's weight in the min steps (its alpha)"),
+    "ce_weight": (float, "SCRUB: the cross entropy's weight in the min steps (its gamma)"),
     "mask_ratio": (float, "share of the weights SalUn updates, in (0, 1]"),
 }
 _COMMON = ("epochs", "lr", "batch_size", "schedule", "momentum", "nesterov",
@@ -191,7 +202,8 @@ METHOD_READS = {
     "ugradsl_plus_adaptive": _PAIRED,
     "iu": ("batch_size", "scale", "num_samples", "woodfisher"),
     "boundary_shrink": _COMMON + ("bound",),
-    "ssd": ("batch_size", "selection", "dampening")}
+    "ssd": ("batch_size", "selection", "dampening"),
+    "scrub": _COMMON + ("msteps", "temperature", "kd_weight", "ce_weight")}
 TRAIN_FIELD_SPECS = {
     "epochs": (int, "epochs"), "lr": (float, "peak learning rate"),
     "batch_size": (int, "batch size"),
@@ -209,7 +221,8 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
 META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
                  "feature_mode": "train", "scale": 0.2, "num_samples": 1000,
                  "woodfisher": "reference", "bound": 0.1, "selection": 10.0,
-                 "dampening": 1.0}
+                 "dampening": 1.0, "msteps": 2, "temperature": 4.0, "kd_weight": 0.001,
+                 "ce_weight": 0.99}
 ALPHA_MODES = ("fixed", "adaptive")  # as ugradsl_step.ALPHA_MODES (a test holds them equal)
 REDUCTIONS = ("mean", "sum")
 DTYPES = ("float32", "bfloat16")
@@ -475,6 +488,10 @@ def _with_baselines(methods: Mapping[str, MethodCfg], epochs: int, lr: float,
   m.setdefault("boundary_shrink", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
                                             augment=augment))
   m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=augment))
+  # SCRUB: its CIFAR ResNet recipe (SGD, lr 5e-4, 3 epochs, 2 with max steps).
+  m.setdefault("scrub", MethodCfg(epochs=max(epochs, 3) if epochs > 1 else 1, lr=5e-4,
+                                  batch_size=batch_size, augment=augment,
+                                  msteps=2 if epochs > 1 else 1))
   return m
 
 
@@ -701,6 +718,13 @@ def validate(cfg: Config) -> None:
       if not (math.isfinite(v) and v > 0):
         raise ConfigError(f"--{name}_{what} {v}: must be a positive finite number")
     pos(m.num_samples, f"--{name}_num_samples")
+    pos(m.temperature, f"--{name}_temperature")
+    if "msteps" in METHOD_READS.get(name, ()) and not (
+        isinstance(m.msteps, int) and 0 <= m.msteps <= m.epochs):
+      raise ConfigError(f"--{name}_msteps {m.msteps}: must be in [0, epochs = {m.epochs}]")
+    for what, v in (("kd_weight", m.kd_weight), ("ce_weight", m.ce_weight)):
+      if not (math.isfinite(v) and v >= 0):
+        raise ConfigError(f"--{name}_{what} {v}: must be >= 0")
     if m.woodfisher not in ("reference", "exact"):
       raise ConfigError(f"--{name}_woodfisher {m.woodfisher!r}: reference or exact")
     if m.feature_mode not in FEATURE_MODES:

@@ -292,7 +292,8 @@ def check_methods(names: list[str], with_retrain: bool = True) -> list[str]:
 # Which set each method's epochs run over, and whether a batch of the other
 # set rides along (paired steps); retrain and the original are from scratch.
 _EPOCH_SET = {"ft": "retain", "l1_sparse": "retain", "ga": "forget", "rl": "train",
-              "salun": "train", "boundary_shrink": "forget", "iu": "train", "ssd": "train"}
+              "salun": "train", "boundary_shrink": "forget", "iu": "train", "ssd": "train",
+              "scrub": "train"}
 
 
 def table_images(cfg: configs.Config, split: split_lib.Split, names: list[str]) -> int:
