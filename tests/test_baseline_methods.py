@@ -148,3 +148,29 @@ def test_scrub_through_the_api(toy):
   assert rows[-1]["max_step"] == 0.0
   with pytest.raises(configs.ConfigError, match="--scrub_msteps 3"):
     ug.unlearn(m, v, (x[:30], y[:30]), (x[30:], y[30:]), method="scrub", epochs=2, msteps=3)
+
+
+# ---------------------------------------------------------------- Boundary Expanding
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vit"])
+def test_the_head_is_the_part_a_class_more_changes(name):
+  from ugradsl_jax import baseline_methods as B, baselines, models, train
+  build = lambda k: models.build(name, num_classes=k, mean=models.CIFAR_MEAN,  # noqa: E731
+                                 std=models.CIFAR_STD, tiny=True)
+  small = train.init_variables(build(10), 0)["params"]
+  big = jax.eval_shape(lambda: train.init_variables(build(11), 0))["params"]
+  path = B._head_path(small, big)
+  head = B._at(small, path)
+  assert head["kernel"].shape[-1] == 10
+  grown = baselines.add_shadow_class(head, jax.random.key(0))
+  assert jax.tree.map(np.shape, B._with(small, path, grown)) == jax.tree.map(np.shape, big)
+  back = B._with(small, path, baselines.prune_shadow_class(grown))
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(small)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_boundary_expanding_needs_a_library_model(toy):
+  x, y, m, v = toy
+  with pytest.raises(configs.ConfigError, match="rebuilds the model's head"):
+    ug.unlearn(m, v, (x[:30], y[:30]), (x[30:], y[30:]), method="boundary_expanding")

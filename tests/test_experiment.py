@@ -48,7 +48,8 @@ def test_every_method_end_to_end(full_run):
   names = list(res["methods"])
   assert names == ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
                    "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
-                   "iu", "boundary_shrink", "ssd", "scrub"]  # --methods all
+                   "iu", "boundary_shrink", "boundary_expanding", "scrub",
+                   "ssd"]  # --methods all
   for n in ("ugradsl_adaptive", "ugradsl_plus_adaptive"):
     assert res["methods"][n]["hparams"]["alpha_mode"] == "adaptive"
   for name, r in res["methods"].items():
@@ -87,7 +88,7 @@ def _expected_steps(res) -> dict:
     elif name == "scrub":  # max pass over D_f + min pass over D_r, then min passes only
       b = min(h["batch_size"], n["forget"])
       out[name] = (h["msteps"] * ceil(n["forget"], b) + h["epochs"] * ceil(n["retain"], b))
-    elif name == "boundary_shrink":  # epochs over D_f toward the attack's labels
+    elif name in ("boundary_shrink", "boundary_expanding"):  # epochs over D_f
       out[name] = h["epochs"] * ceil(n["forget"], min(h["batch_size"], n["forget"]))
     elif name in ("rl", "salun"):  # CIFAR-10: a pass over D_f, then over D_r
       out[name] = h["epochs"] * (ceil(n["forget"], h["batch_size"]) +
@@ -106,7 +107,8 @@ def test_every_phase_writes_its_history_and_the_curves(full_run):
   assert (wd / "curves.png").stat().st_size > 10_000
   res = json.loads((wd / "results.json").read_text())
   roles = {"ft": "retain", "ga": "forget", "rl": "train", "l1_sparse": "retain",
-           "salun": "train", "retrain": "train", "boundary_shrink": "forget"}
+           "salun": "train", "retrain": "train", "boundary_shrink": "forget",
+           "boundary_expanding": "forget"}
   want = _expected_steps(res)
   for name in res["methods"]:
     rows = history.read(wd / name / history.FILE)

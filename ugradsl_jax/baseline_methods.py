@@ -1,4 +1,5 @@
-"""The other baselines as phases: SSD, IU (WoodFisher), Boundary Shrink, SCRUB.
+"""The other baselines as phases: SSD, IU (WoodFisher), Boundary Shrink and
+Expanding, SCRUB.
 
 The math is baselines.py's; this module feeds it the split's data and
 times it. Where the reference code leaves a choice open:
@@ -273,4 +274,70 @@ def scrub(ctx, orig, m):
                      hp={"total_steps": float(total), **opt_hp}, data=data, lr_fn=schedule)
 
 
-REGISTRY = {"ssd": ssd, "iu": iu, "boundary_shrink": boundary_shrink, "scrub": scrub}
+# ---------------------------------------------------------------- Boundary Expanding
+
+
+def _head_path(small, big) -> tuple:
+  """The path of the one dict whose leaves change shape when the model gets
+  one more class: the classification head."""
+  paths = [p for (p, a), (_, b) in zip(jax.tree_util.tree_flatten_with_path(small)[0],
+                                        jax.tree_util.tree_flatten_with_path(big)[0])
+           if np.shape(a) != np.shape(b)]
+  parents = {tuple(k.key for k in p[:-1]) for p in paths}
+  if len(parents) != 1:
+    raise ConfigError("boundary_expanding: could not find one classification head whose "
+                      "output units are the classes")
+  return parents.pop()
+
+
+def _at(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+def _with(tree, path, value):
+  if not path:
+    return value
+  return {**tree, path[0]: _with(tree[path[0]], path[1:], value)}
+
+
+def boundary_expanding(ctx, orig, m):
+  """Boundary Expanding (Chen et al., CVPR 2023): the head gets a shadow
+  class K, the forget examples are trained toward it (D_f only), and the
+  shadow unit is pruned, giving back a K-class model. It rebuilds the model
+  with K + 1 outputs, so it needs a registry model; a user's model (the
+  API) is refused."""
+  if ctx.user_model is not None:
+    raise ConfigError("boundary_expanding rebuilds the model's head with one more class, "
+                      "which only the library's own models (ugradsl_jax.models) can do")
+  import dataclasses
+  from . import train
+  k = ctx.data.num_classes
+  big_ctx = dataclasses.replace(
+      ctx, data=dataclasses.replace(ctx.data, class_names=(*ctx.data.class_names, "shadow")))
+  big_ctx._device_data = ctx.device_data
+  big_vars = jax.eval_shape(lambda: train.init_variables(
+      big_ctx.model(None), 0, ctx.data.input_shape, ctx.data.train_x.dtype))
+  path = _head_path(orig.state.params, big_vars["params"])
+  key = jax.random.key(zlib.crc32(f"{ctx.cfg.seed}/boundary_expanding".encode()))
+  head = baselines.add_shadow_class(_at(orig.state.params, path), key)
+  big = M.Phase(orig.state.replace(params=jax.device_get(
+      _with(orig.state.params, path, head))), orig.outcome)
+  s = ctx.split
+  bs = ctx.batch_for(m.batch_size, s.forget, "--boundary_expanding_batch_size")
+  base, spe = batching.epochs(s.forget, bs, ctx.cfg.seed,
+                              stream=zlib.crc32(b"boundary_expanding"), augment=m.augment)
+  shadow = np.full(bs, k, np.int32)
+
+  def batches(step):
+    return {**base(step), "y": shadow}
+  phase = M._descent(big_ctx, "boundary_expanding", m, big, None, role="forget",
+                     batches=(batches, spe, bs))
+  pruned = baselines.prune_shadow_class(_at(phase.state.params, path))
+  state = phase.state.replace(params=jax.device_get(_with(phase.state.params, path, pruned)))
+  return M.Phase(state, phase.outcome)
+
+
+REGISTRY = {"ssd": ssd, "iu": iu, "boundary_shrink": boundary_shrink, "scrub": scrub,
+            "boundary_expanding": boundary_expanding}

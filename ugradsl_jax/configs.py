@@ -30,7 +30,7 @@ MODEL_MODALITY = {"resnet18": "image", "vgg16": "image", "vit": "image",
                   "transformer": "text"}
 METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
            "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
-           "iu", "boundary_shrink", "ssd", "scrub")
+           "iu", "boundary_shrink", "boundary_expanding", "scrub", "ssd")
 # What a run does without --methods: the UGradSL paper's table rows (the
 # quick table in <= 15 min on 2 CPU cores); --methods all adds the other
 # baselines.
@@ -202,6 +202,7 @@ METHOD_READS = {
     "ugradsl_plus_adaptive": _PAIRED,
     "iu": ("batch_size", "scale", "num_samples", "woodfisher"),
     "boundary_shrink": _COMMON + ("bound",),
+    "boundary_expanding": _COMMON,
     "ssd": ("batch_size", "selection", "dampening"),
     "scrub": _COMMON + ("msteps", "temperature", "kd_weight", "ce_weight")}
 TRAIN_FIELD_SPECS = {
@@ -487,6 +488,8 @@ def _with_baselines(methods: Mapping[str, MethodCfg], epochs: int, lr: float,
                                num_samples=num_samples, augment=augment))
   m.setdefault("boundary_shrink", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
                                             augment=augment))
+  m.setdefault("boundary_expanding", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
+                                               augment=augment))
   m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=augment))
   # SCRUB: its CIFAR ResNet recipe (SGD, lr 5e-4, 3 epochs, 2 with max steps).
   m.setdefault("scrub", MethodCfg(epochs=max(epochs, 3) if epochs > 1 else 1, lr=5e-4,

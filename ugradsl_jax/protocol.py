@@ -293,7 +293,7 @@ def check_methods(names: list[str], with_retrain: bool = True) -> list[str]:
 # set rides along (paired steps); retrain and the original are from scratch.
 _EPOCH_SET = {"ft": "retain", "l1_sparse": "retain", "ga": "forget", "rl": "train",
               "salun": "train", "boundary_shrink": "forget", "iu": "train", "ssd": "train",
-              "scrub": "train"}
+              "scrub": "train", "boundary_expanding": "forget"}
 
 
 def table_images(cfg: configs.Config, split: split_lib.Split, names: list[str]) -> int:

@@ -23,7 +23,8 @@ PRETTY = {"retrain": "Retrain", "ft": "FT", "ga": "GA", "rl": "RL",
           "ugradsl": "UGradSL", "ugradsl_plus": "UGradSL+",
           "ugradsl_adaptive": "UGradSL-adaptive",
           "ugradsl_plus_adaptive": "UGradSL+-adaptive", "iu": "IU",
-          "boundary_shrink": "Boundary Shrink", "ssd": "SSD", "scrub": "SCRUB"}
+          "boundary_shrink": "Boundary Shrink", "ssd": "SSD", "scrub": "SCRUB",
+          "boundary_expanding": "Boundary Expanding"}
 
 
 def machine() -> str:
