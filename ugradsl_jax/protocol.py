@@ -191,7 +191,10 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
       continue  # read, not trained here
     if d.exists() and not sweeping(cfg, name):  # a sweep trains in <name>_sweep
       recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
-      checkpoint.PhaseStore(d, ctx.meta(name, recipe)).close()
+      meta = ctx.meta(name, recipe)
+      if name == "boundary_expanding":  # it trains the head with its shadow class
+        meta["num_classes"] += 1
+      checkpoint.PhaseStore(d, meta).close()
 
 
 def sweeping(cfg: configs.Config, name: str) -> bool:
