@@ -23,6 +23,7 @@ times it. Where the reference code leaves a choice open:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import zlib
@@ -30,10 +31,12 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from . import baselines, batching, losses
+from . import baselines, batching, losses, train
 from . import methods as M
 from .configs import ConfigError
+from .parallel import pmean
 
 
 def _eval_loss(model, batch_stats):
@@ -60,8 +63,7 @@ def _compiled(fn, *args):
   return out, time.perf_counter() - t0
 
 
-def _batch_size(ctx, m, indices) -> int:
-  del ctx
+def _batch_size(m, indices) -> int:
   return min(m.batch_size, len(indices))
 
 
@@ -75,7 +77,7 @@ def ssd(ctx, orig, m):
 
   def compute():
     s = ctx.split
-    bs = _batch_size(ctx, m, s.forget)
+    bs = _batch_size(m, s.forget)
     first = next(_batches(ctx, s.forget, bs, "ssd/forget"))
     g, compile_s = _compiled(grad, params, first)
     dampen, c2 = _compiled(functools.partial(baselines.ssd_dampen, selection=m.selection,
@@ -116,7 +118,7 @@ def iu(ctx, orig, m):
 
   def compute():
     s = ctx.split
-    bs = _batch_size(ctx, m, s.forget)
+    bs = _batch_size(m, s.forget)
     first = next(_batches(ctx, s.forget, bs, "iu/forget"))
     g_sum, compile_s = _compiled(summed, params, first)
     t0 = time.perf_counter()
@@ -200,8 +202,6 @@ def scrub_step(state, data, batch, hp, *, axis_name, model, tx, temperature: flo
   || student), min on ce_weight * CE + kd_weight * KL. The teacher is the
   original model, frozen in data["teacher"], in eval mode; the student is
   in train mode."""
-  from .parallel import pmean
-  from . import train
   x, y = train.gather_augment(data, batch)
   w, is_max = batch["w"], batch["m"]
   t = data["teacher"]
@@ -219,15 +219,10 @@ def scrub_step(state, data, batch, hp, *, axis_name, model, tx, temperature: flo
   (loss, (bstats, kl, ce)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   grads, bstats = pmean((grads, bstats), axis_name)
   loss, kl, ce = pmean((loss, kl, ce), axis_name)
-  norm = optax_norm(grads)
+  norm = optax.tree.norm(grads)
   state = train.apply_update(state, grads, tx, hp, bstats, (loss, norm))
   return state, {"scrub_loss": loss, "kl": kl, "ce": ce, "grad_norm": norm,
                  "max_step": jnp.mean(is_max)}
-
-
-def optax_norm(tree):
-  import optax
-  return optax.tree.norm(tree)
 
 
 def scrub_batches(forget, retain, batch: int, seed: int, epochs: int, msteps: int,
@@ -265,7 +260,6 @@ def scrub(ctx, orig, m):
   tx, schedule, opt_hp = M._tx(m, total, max(total // max(m.epochs, 1), 1))
   step = functools.partial(scrub_step, model=ctx.model(), tx=tx, temperature=m.temperature,
                            kd_weight=m.kd_weight, ce_weight=m.ce_weight)
-  from . import train
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   teacher = ctx.par.replicate({"params": orig.state.params,
                                "batch_stats": orig.state.batch_stats})
@@ -311,8 +305,6 @@ def boundary_expanding(ctx, orig, m):
   if ctx.user_model is not None:
     raise ConfigError("boundary_expanding rebuilds the model's head with one more class, "
                       "which only the library's own models (ugradsl_jax.models) can do")
-  import dataclasses
-  from . import train
   k = ctx.data.num_classes
   big_ctx = dataclasses.replace(
       ctx, data=dataclasses.replace(ctx.data, class_names=(*ctx.data.class_names, "shadow")))
