@@ -467,7 +467,9 @@ def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[
 # --------------------------------------------------------------------------
 # Choosing hyper-parameters on the validation split.
 
-TUNE_FIELDS = {**configs.METHOD_FIELDS, "l1": float, "mask_ratio": float,
+# Every numeric recipe field, the baselines' own included, plus the mixing rule.
+TUNE_FIELDS = {**configs.METHOD_FIELDS,
+               **{k: t for k, (t, _) in configs.METHOD_FIELD_SPECS.items() if t in (int, float)},
                "forget_batch_size": int}
 
 
