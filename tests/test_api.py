@@ -4,7 +4,9 @@ and starting a run from another run's parts, in-process."""
 import dataclasses
 import json
 import re
+import subprocess
 import tomllib
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -262,6 +264,18 @@ def test_run_from_another_runs_parts_reproduces_its_rows(few_run, cifar, tmp_pat
   assert not (tmp_path / "wd" / "original" / "history.jsonl").exists()
   assert not (tmp_path / "wd" / "retrain" / "history.jsonl").exists()
   assert res["provenance"]["forget_indices"]["count"] == len(forget)
+  # What produced the numbers, read independently of report.environment.
+  import flax
+  env = res["provenance"]
+  assert env["packages"]["jax"] == jax.__version__
+  assert env["packages"]["flax"] == flax.__version__
+  assert env["packages"]["optax"] == optax.__version__
+  assert env["device_kind"] == jax.devices()[0].device_kind
+  head = subprocess.run(["git", "-C", str(Path(protocol.__file__).parent), "rev-parse", "HEAD"],
+                        capture_output=True, text=True)
+  if head.returncode == 0:  # a git checkout, as in CI
+    assert env["git"]["commit"] == head.stdout.strip()
+    assert "Code: commit " + head.stdout.strip()[:10] in (tmp_path / "wd" / "results.md").read_text()
   assert res["config"]["retrain_from"] == str(few_run)
   split = np.load(tmp_path / "wd" / "split.npz")
   assert set(split.files) >= {"train", "val", "forget", "retain", "test"}

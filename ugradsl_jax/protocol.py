@@ -94,8 +94,10 @@ def read_indices(path) -> np.ndarray:
 
 
 def provenance(cfg: configs.Config) -> dict:
-  """Where the parts a run did not make itself came from."""
-  out = {}
+  """What produced a run: the code, package versions and device
+  (`report.environment`), and where the parts the run did not make itself
+  came from."""
+  out = report.environment()
   if cfg.init_checkpoint:
     out["init_checkpoint"] = cfg.init_checkpoint
   if cfg.forget_indices:

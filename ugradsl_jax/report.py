@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,39 @@ def machine() -> str:
   if procs:
     return f"{model}, {os.cpu_count()} cores{procs}, {jax.device_count()} devices (CPU)"
   return f"{model}, {os.cpu_count()} cores (CPU)"
+
+
+PACKAGES = ("ugradsl-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+
+
+def git_commit(where: Path | None = None) -> dict | None:
+  """The commit of the checkout holding this package and whether its tracked
+  files differ from it; None outside a git checkout (an installed wheel)."""
+  where = Path(where or Path(__file__).resolve().parent)
+  def git(*args):
+    return subprocess.run(("git", "-C", str(where), *args), capture_output=True, text=True,
+                          timeout=10, check=True).stdout.strip()
+  try:
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return {"commit": commit, "dirty": dirty}
+
+
+def environment() -> dict:
+  """The code, the package versions and the device behind a run's numbers."""
+  import jax
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      versions[name] = None
+  d = jax.devices()[0]
+  return {"git": git_commit(), "packages": versions, "platform": d.platform,
+          "device_kind": d.device_kind, "device_count": jax.device_count(),
+          "process_count": jax.process_count(), "machine": machine()}
 
 
 def _fmt(v, std=None):
@@ -92,6 +127,13 @@ def markdown(res: dict) -> str:
            "output classes.", "",
            f"Seed(s): {', '.join(map(str, seeds))}. Machine: {res.get('machine', '?')}. "
            f"Date: {res.get('date', '?')}. Split sizes: {res.get('split_sizes')}.", ""]
+  env = res.get("provenance", {})
+  if env.get("packages"):
+    git = env.get("git") or {}
+    code = (f"commit {git['commit'][:10]}" + (" (with uncommitted changes)" if git["dirty"]
+                                              else "")) if git else "not a git checkout"
+    parts += [f"Code: {code}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()
+                                            if v) + ".", ""]
   if "stds" in res:
     parts.append("Mean ± std over seeds. Avg. Gap is against Retrain of the same seed.")
     parts.append("")
