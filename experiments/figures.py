@@ -10,6 +10,11 @@ From a workdir or a results folder:
 (a tuning folder, with sweep_<m>.json and no results.json: the heatmaps only)
 
 Figures go to --out (default: the folder itself); nothing else is written.
+
+  python -m experiments.figures --docs
+
+draws the figures the README and docs/ show (DOCS_FIGURES) from the
+committed results under experiments/results/ into docs/figures/.
 """
 
 from __future__ import annotations
@@ -63,14 +68,62 @@ def _sweeps(where: Path, out: Path) -> list[Path]:
   return written
 
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "experiments/results"
+# name -> (kind, committed source relative to the repository root, options)
+DOCS_FIGURES = {
+    "cifar10_random_gaps.png": ("gaps", f"{RESULTS}/quick_fidelity_seeds_1_2_3", {}),
+    "cifar10_class_gaps.png": ("gaps", f"{RESULTS}/quick_class_fidelity_seeds_1_2_3", {}),
+    "20newsgroups_gaps.png": ("gaps", f"{RESULTS}/text_quick_seeds_1_2_3", {}),
+    # Six panels on one loss range: the one-set baselines, the paired ones and
+    # UGradSL's two forms.
+    "cifar10_random_curves.png": ("curves", f"{RESULTS}/quick_fidelity_seeds_1_2_3",
+                                  {"seed": 1, "methods": ("ft", "ga", "rl", "neggrad_plus",
+                                                          "ugradsl", "ugradsl_plus")}),
+    "ugradsl_alpha_p_sensitivity.png": ("sweep",
+                                        f"{RESULTS}/sensitivity_quick_seed4/sweep_ugradsl.json",
+                                        {}),
+    "ugradsl_adaptive_beta_class.png": (
+        "sweep", f"{RESULTS}/tune_quick_class_45/sweep_ugradsl_adaptive.json", {}),
+}
+
+
+def draw_docs(out: Path, root: Path = ROOT) -> list[Path]:
+  """DOCS_FIGURES drawn from the committed files under `root` into `out`."""
+  out.mkdir(parents=True, exist_ok=True)
+  written = []
+  for name, (kind, src, opt) in DOCS_FIGURES.items():
+    path, target = root / src, out / name
+    if kind == "sweep":
+      plots.sweep_heatmap(json.loads(path.read_text()), target)
+    else:
+      res = json.loads((path / "results.json").read_text())
+      if kind == "gaps":
+        plots.gaps(res, target)
+      else:
+        where = _seed_dir(path, res, opt.get("seed"))
+        hists = history.of_phases(where, {m: None for m in opt["methods"]})
+        plots.curves(hists, target, f"{report.title(res)}, seed {opt.get('seed')}")
+    written.append(target)
+  return written
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m experiments.figures", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("run", help="a workdir or results folder holding results.json")
+  p.add_argument("run", nargs="?", help="a workdir or results folder holding results.json")
+  p.add_argument("--docs", action="store_true",
+                 help="draw the figures of the README and docs/ into docs/figures/")
   p.add_argument("--out", default=None, help="where the figures go (default: the run folder)")
   p.add_argument("--seed", type=int, default=None, help="whose curves and sweeps (multi-seed runs)")
   try:
     a = p.parse_args(argv)
+    if a.docs or a.run is None:
+      if not a.docs:
+        raise ValueError("give a run folder, or --docs")
+      for f in draw_docs(Path(a.out) if a.out else ROOT / "docs" / "figures"):
+        print(f"wrote {f}")
+      return 0
     root = Path(a.run)
     for f in draw(root, Path(a.out) if a.out else root, a.seed):
       print(f"wrote {f}")

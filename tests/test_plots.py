@@ -282,3 +282,46 @@ def test_sweep_heatmap_single_alpha_and_single_p(tmp_path):
     p = tmp_path / f"s{i}.png"
     plots.sweep_heatmap(sw, p)
     _png(p)
+
+
+def test_a_beta_grid_over_one_alpha_and_p_is_one_heatmap(tmp_path):
+  """Three betas at one (alpha, p) are one 1 x 3 grid with beta along x, not
+  three 1 x 1 panels; the chosen beta is boxed in its column."""
+  trials = [_trial(-2.0, 0.5, g, 99.0, 78.0, beta=b) for b, g in ((0.3, 3.0), (0.05, 1.0),
+                                                                   (0.15, 2.0))]
+  sw = {"method": "ugradsl_adaptive", "title": "t", "trials": trials,
+        "axes": {"alpha": [-2.0], "p": [0.5], "beta": [0.05, 0.15, 0.3]},
+        "chosen": {"alpha": -2.0, "p": 0.5, "beta": 0.15}}
+  flat, names = plots.oriented(sw)
+  assert names == ("beta", "p", "alpha")
+  np.testing.assert_array_equal(plots.sweep_grid(flat, "val_avg_gap"), [[1.0, 2.0, 3.0]])
+  assert plots.chosen_cell(flat) == (0, 0, 1)
+  # A beta grid over several p at one alpha: p stays on y, beta takes x.
+  sw2 = {**sw, "axes": {"alpha": [-2.0], "p": [0.5, 0.9], "beta": [0.05, 0.3]},
+         "trials": [_trial(-2.0, p, p + b, 99.0, 78.0, beta=b) for p in (0.5, 0.9)
+                    for b in (0.05, 0.3)], "chosen": None}
+  flat2, names2 = plots.oriented(sw2)
+  assert names2 == ("beta", "p", "alpha")
+  np.testing.assert_allclose(plots.sweep_grid(flat2, "val_avg_gap"), [[0.55, 0.8], [0.95, 1.2]])
+  # Negative control: a full alpha x p x beta grid keeps its rows per beta.
+  full = _two_beta_sweep()
+  assert plots.oriented(full) == (full, ("alpha", "p", "beta"))
+  plots.sweep_heatmap(sw, tmp_path / "b.png")
+  _png(tmp_path / "b.png")
+
+
+def test_curves_share_one_loss_range_that_ignores_a_runaway():
+  """Every panel's loss axis spans the same range, taken from the bulk of
+  all logged losses, so one method's exploding forget loss cannot flatten
+  the others (hand-computed percentiles)."""
+  steady = [{"step": i, "retain_loss": 1.0 + 0.01 * i, "retain_acc": 0.5} for i in range(100)]
+  runaway = [{"step": i, "forget_loss": 1.0 + 0.01 * i, "forget_acc": 0.1} for i in range(97)]
+  runaway += [{"step": 97 + i, "forget_loss": v, "forget_acc": 0.1}
+              for i, v in enumerate((1e3, 1e4, float("inf")))]
+  lo, hi = plots.loss_limits({"ft": steady, "ga": runaway})
+  vals = np.array([1.0 + 0.01 * i for i in range(100)] + [1.0 + 0.01 * i for i in range(97)]
+                  + [1e3, 1e4])
+  p2, p98 = np.percentile(vals, [2, 98])
+  assert (lo, hi) == pytest.approx((p2 - 0.05 * (p98 - p2), p98 + 0.05 * (p98 - p2)))
+  assert hi < 10  # the runaway's 1e3 and 1e4 are outside the range
+  assert plots.loss_limits({"ft": [{"step": 0, "retain_acc": 0.5}]}) is None

@@ -60,7 +60,22 @@ def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
   return math.ceil(max(n, 1) / cols), cols
 
 
-def _curve_panel(ax, name: str, rows: list[dict]) -> None:
+def loss_limits(histories: dict[str, list[dict]]) -> tuple[float, float] | None:
+  """One loss range for every panel, so that panels compare at a glance: the
+  2nd to 98th percentile of every finite loss logged, so that one method's
+  runaway forget loss (GA's grows without bound) does not flatten the rest."""
+  vals = [series(rows, f"{role}_loss") for rows in histories.values() if rows
+          for role in roles(rows)]
+  vals = np.concatenate(vals) if vals else np.array([])
+  vals = vals[np.isfinite(vals)]
+  if not len(vals):
+    return None
+  lo, hi = np.percentile(vals, [2, 98])
+  pad = 0.05 * (hi - lo) if hi > lo else 0.5
+  return float(lo - pad), float(hi + pad)
+
+
+def _curve_panel(ax, name: str, rows: list[dict], loss_lim=None) -> None:
   ax.set_title(_pretty(name), fontsize=10)
   if not rows:
     ax.text(0.5, 0.5, "no history", ha="center", va="center",
@@ -81,6 +96,8 @@ def _curve_panel(ax, name: str, rows: list[dict]) -> None:
       loss_ax.plot(x, loss, color=color[role], ls="--", lw=1.2)
   # Fixed 0-100 so accuracies compare across panels at a glance.
   ax.set_ylim(-2, 102)
+  if loss_lim is not None:
+    loss_ax.set_ylim(*loss_lim)
   ax.set_xlabel("step", fontsize=8)
   ax.set_ylabel("accuracy (%)", fontsize=8)
   loss_ax.set_ylabel("loss", fontsize=8)
@@ -91,7 +108,8 @@ def _curve_panel(ax, name: str, rows: list[dict]) -> None:
 
 def curves(histories: dict[str, list[dict]], path, title: str = "") -> None:
   """One panel per method: accuracy (solid, left axis, %) and loss (dashed,
-  right axis) of each role its history logs, against the step."""
+  right axis, one range shared by every panel: `loss_limits`) of each role
+  its history logs, against the step."""
   from matplotlib.figure import Figure
   from matplotlib.lines import Line2D
 
@@ -99,8 +117,9 @@ def curves(histories: dict[str, list[dict]], path, title: str = "") -> None:
   nrows, ncols = _grid_shape(len(names))
   fig = Figure(figsize=(4.3 * ncols, 3.0 * nrows + 0.9))
   axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+  lim = loss_limits(histories)
   for ax, name in zip(axes, names):
-    _curve_panel(ax, name, histories[name] or [])
+    _curve_panel(ax, name, histories[name] or [], lim)
   for ax in axes[len(names):]:
     ax.set_visible(False)
   if not names:
@@ -111,7 +130,7 @@ def curves(histories: dict[str, list[dict]], path, title: str = "") -> None:
   color = dict(ROLES)
   handles = [Line2D([], [], color=color[r], lw=2, label=r) for r, _ in ROLES if r in seen]
   handles += [Line2D([], [], color="k", ls="-", label="accuracy (%)"),
-              Line2D([], [], color="k", ls="--", label="loss (right axis)")]
+              Line2D([], [], color="k", ls="--", label="loss (right axis, shared range)")]
   fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
              frameon=False)
   fig.suptitle(title, fontsize=10)
@@ -230,10 +249,32 @@ def _heat_panel(fig, ax, sweep, m, div, chosen, label, cmap_name) -> None:
   ax.set_title(label, fontsize=10)
 
 
+def oriented(sweep: dict) -> tuple[dict, tuple[str, str, str]]:
+  """The sweep with its grid axes in the "alpha" (x) and "p" (y) slots and
+  the rows in "beta", and the names of the fields now in those slots. A beta
+  grid over one alpha or one p takes that axis' slot, so that it is drawn
+  as one heatmap rather than a 1 x 1 panel per beta."""
+  ax = sweep["axes"]
+  n = {k: len(ax.get(k) or []) for k in ("alpha", "p", "beta")}
+  if n["beta"] <= 1 or (n["alpha"] > 1 and n["p"] > 1):
+    return sweep, ("alpha", "p", "beta")
+  names = ("beta", "p", "alpha") if n["alpha"] <= 1 else ("alpha", "beta", "p")
+  slots = ("alpha", "p", "beta")
+  move = lambda d: {**d, **{slot: d.get(name) for slot, name in zip(slots, names)}}  # noqa: E731
+  out = {**sweep, "axes": {slot: list(ax.get(name) or []) for slot, name in zip(slots, names)},
+         "trials": [move(t) for t in sweep["trials"]]}
+  out["axes"]["beta"] = out["axes"]["beta"][:1]  # a single row: not drawn as rows
+  if sweep.get("chosen"):
+    out["chosen"] = move(sweep["chosen"])
+  return out, names
+
+
 def sweep_heatmap(sweep: dict, path) -> None:
-  """Validation Avg. Gap, UA and RA over alpha x p, a row per beta value."""
+  """Validation Avg. Gap, UA and RA over alpha x p, a row per beta value
+  (over beta x p or alpha x beta when alpha or p has one value: `oriented`)."""
   from matplotlib.figure import Figure
 
+  sweep, (xname, yname, _) = oriented(sweep)
   betas = _betas(sweep)
   na, npv = len(sweep["axes"]["alpha"]), len(sweep["axes"]["p"])
   w, h = max(3.4, 0.75 * na + 1.8), max(2.4, 0.5 * npv + 1.5)
@@ -245,7 +286,8 @@ def sweep_heatmap(sweep: dict, path) -> None:
     here = chosen[1:] if chosen is not None and chosen[0] == row else None
     for ax, (key, label, cmap) in zip(axes[row], SWEEP_PANELS):
       _heat_panel(fig, ax, sweep, sweep_grid(sweep, key, beta), div, here, label, cmap)
-    axes[row][0].set_ylabel(("" if beta is None else f"beta = {beta:g}\n") + "p",
+      ax.set_xlabel(xname, fontsize=9)
+    axes[row][0].set_ylabel(("" if beta is None else f"beta = {beta:g}\n") + yname,
                             fontsize=9)
   name = _pretty(sweep.get("method", "?"))
   fig.suptitle(f"{name} sensitivity (validation) - {sweep.get('title', '')}\n"
