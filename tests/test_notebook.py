@@ -40,13 +40,34 @@ def executed(shared_tar, tmp_path_factory):
   return nb, workdir
 
 
-def test_saved_without_outputs():
+def _committed():
   nbformat = pytest.importorskip("nbformat")
-  nb = nbformat.read(NOTEBOOK, as_version=4)
-  for cell in nb.cells:
-    if cell.cell_type == "code":
-      assert not cell.outputs and cell.execution_count is None, \
-          "commit the notebook with outputs cleared"
+  return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def test_committed_with_the_outputs_of_one_clean_run():
+  """A reader sees results without running anything: every code cell holds
+  outputs from one top-to-bottom run (execution counts 1, 2, ...), none an
+  error, with the figures and the own-model result the run must produce."""
+  code = [c for c in _committed().cells if c.cell_type == "code"]
+  assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), \
+      "rerun the notebook top to bottom in a fresh kernel before committing it"
+  outputs = [o for c in code for o in c.outputs]
+  assert not [o for o in outputs if o.get("output_type") == "error"]
+  assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+  text = "\n".join(_text(o) for o in outputs)
+  own = json.loads(re.search(r"YOUR_MODEL (\{.*\})", text).group(1))
+  assert own["before"]["UA"] < 40 and own["after"]["UA"] > 90, own
+  # No path of the machine that ran it (a user's checkout is elsewhere).
+  assert "/work/" not in text and "/tmp/" not in text
+
+
+def test_says_how_to_point_it_at_data():
+  """Without a local copy the notebook names the variable to set; it does
+  not look for data outside the repository."""
+  first = "".join(c.source for c in _committed().cells[:2])
+  assert "UGRADSL_DATA_DIR" in first and "docs/data.md" in first
+  assert "shared" not in first
 
 
 def test_runs_and_forgets(executed):
