@@ -34,6 +34,14 @@ def main(argv=None) -> int:
                    help="models a fleet (default 8; >= 4: the likelihood-ratio test "
                         "fits on half of each fleet and scores the other half)")
     a = p.parse_args(cli.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    # Flags of the shared parser that an audit cannot honour: it trains its own
+    # Retrain fleets on one split, and a fleet member is one setting.
+    for flag, given in (("--seeds", a.seeds), ("--retrain_from", a.retrain_from),
+                        ("--no_retrain", a.no_retrain), ("--sweep_alpha", a.sweep_alpha),
+                        ("--sweep_p", a.sweep_p), ("--sweep_beta", a.sweep_beta)):
+      if given:
+        raise cli.UsageError(f"{flag}: not for an audit, which trains its own Retrain "
+                             "fleets on one split (--seed) and one setting a method")
     cli.import_plugins(a.imports)
     cfg = cli.config_from_args(a)
     if a.num_models < 4:

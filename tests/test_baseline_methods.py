@@ -59,6 +59,29 @@ def test_iu_step_is_linear_in_its_scale(toy):
   assert np.abs(exact - a).max() > 1e-7  # the two recursions differ
 
 
+def test_iu_chunks_of_retain_gradients_change_nothing(toy, monkeypatch):
+  """WoodFisher's 102 retain gradients in chunks of 64 (the last padded,
+  then cut) give the step of one unpadded chunk of 102."""
+  from ugradsl_jax import baseline_methods
+  x, y, m, v = toy
+  f, r = (x[:30], y[:30]), (x[30:], y[30:])
+  kw = dict(method="iu", num_samples=100, batch_size=32, scale=0.1)
+  chunked = _delta(ug.unlearn(m, v, f, r, **kw), v)
+  monkeypatch.setattr(baseline_methods, "IU_CHUNK", 102)
+  whole = _delta(ug.unlearn(m, v, f, r, **kw), v)
+  np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-8)
+  # Negative control: fewer retain gradients are another estimate.
+  fewer = _delta(ug.unlearn(m, v, f, r, **{**kw, "num_samples": 40}), v)
+  assert np.abs(fewer - whole).max() > 1e-6
+
+
+def test_scrub_refuses_a_reduction_it_does_not_read(toy):
+  x, y, m, v = toy
+  assert "reduction" not in configs.METHOD_READS["scrub"]
+  with pytest.raises((TypeError, ValueError, configs.ConfigError), match="reduction"):
+    ug.unlearn(m, v, (x[:30], y[:30]), (x[30:], y[30:]), method="scrub", reduction="sum")
+
+
 def test_boundary_shrink_needs_images(toy):
   x, y, m, v = toy
   with pytest.raises(configs.ConfigError, match="perturbs images"):

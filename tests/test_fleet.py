@@ -48,3 +48,14 @@ def test_members_differ_and_a_rerun_reuses_them(audited, cifar):
   assert not np.array_equal(again.logits[0], again.logits[1])  # negative control
   seeds = {fleet.member_seed(1, i) for i in range(8)}
   assert len(seeds) == 8 and 1 not in seeds
+
+
+@pytest.mark.parametrize("flag", [["--seeds", "1,2"], ["--no_retrain"], ["--retrain_from", "x"],
+                                  ["--sweep_alpha", "-1,-0.5"]])
+def test_audit_refuses_flags_it_cannot_honour(flag, capsys):
+  """An audit trains its own Retrain fleets at one seed: a flag that would
+  change that is one error line, not silently dropped."""
+  from experiments import audit
+  assert audit.main(["--preset", "smoke", "--methods", "ga", "--num_models", "4", *flag]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith(f"error: {flag[0]}: not for an audit")

@@ -204,7 +204,9 @@ METHOD_READS = {
     "boundary_shrink": _COMMON + ("bound",),
     "boundary_expanding": _COMMON,
     "ssd": ("batch_size", "selection", "dampening"),
-    "scrub": _COMMON + ("msteps", "temperature", "kd_weight", "ce_weight")}
+    # SCRUB's KL and CE terms are batch means, as the reference's.
+    "scrub": tuple(f for f in _COMMON if f != "reduction") + ("msteps", "temperature",
+                                                               "kd_weight", "ce_weight")}
 TRAIN_FIELD_SPECS = {
     "epochs": (int, "epochs"), "lr": (float, "peak learning rate"),
     "batch_size": (int, "batch size"),
@@ -490,9 +492,13 @@ def _with_baselines(methods: Mapping[str, MethodCfg], epochs: int, lr: float,
                                             augment=augment))
   m.setdefault("boundary_expanding", MethodCfg(epochs=epochs, lr=lr, batch_size=batch_size,
                                                augment=augment))
-  m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=batch_size, augment=augment))
-  # SCRUB: its CIFAR ResNet recipe (SGD, lr 5e-4, 3 epochs, 2 with max steps).
-  m.setdefault("scrub", MethodCfg(epochs=max(epochs, 3) if epochs > 1 else 1, lr=5e-4,
+  # SSD: the reference's batch of 128; its importances are squared batch
+  # gradients, so they depend on the batch size.
+  m.setdefault("ssd", MethodCfg(epochs=1, lr=1.0, batch_size=min(batch_size, 128),
+                                augment=augment))
+  # SCRUB: its CIFAR ResNet recipe (SGD, lr 5e-4, 3 epochs, 2 with max steps),
+  # at every preset but smoke: its schedule's first decay comes after them.
+  m.setdefault("scrub", MethodCfg(epochs=3 if epochs > 1 else 1, lr=5e-4,
                                   batch_size=batch_size, augment=augment,
                                   msteps=2 if epochs > 1 else 1))
   return m

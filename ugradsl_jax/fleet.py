@@ -76,7 +76,7 @@ class Fleet:
   ta: np.ndarray            # [N] test accuracy, %
   ua: np.ndarray            # [N] 100 - forget accuracy, %
   wall_s: float             # training and scoring the fleet, as run now
-  rte_s: float              # the members' RTE summed (0 for phases reused)
+  rte_s: float              # the members' RTE summed, as each phase recorded it
 
 
 def train_fleet(ctx: M.Context, orig: M.Phase, method: str, n: int, *,
@@ -93,7 +93,8 @@ def train_fleet(ctx: M.Context, orig: M.Phase, method: str, n: int, *,
       phase = M.REGISTRY[method](mctx, orig, mctx.cfg.methods[method])
     if phase.outcome.get("diverged"):
       log(f"warning: {method} member {i} diverged at step {phase.outcome['diverged_step']}")
-    rte += float(phase.outcome.get("rte_s") or 0.0) + float(phase.outcome.get("mask_s", 0.0))
+    rte += float(phase.outcome.get("rte_s") or 0.0) + float(phase.outcome.get("mask_s", 0.0)) \
+        + float(phase.outcome.get("setup_s", 0.0))  # as protocol.cost counts a row's RTE
     out = metrics.outputs(mctx.model(None), {"params": phase.state.params,
                                              "batch_stats": phase.state.batch_stats},
                           mctx.data, mctx.split, mctx.cfg.eval_batch, mctx.par)
