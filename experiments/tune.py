@@ -11,7 +11,7 @@ experiment's own phases, or reused when present); each setting of the grid
 <workdir>/seed_<s>/tune/<method>/<setting> and scored with the validation
 split standing where the test set stands: TA is validation accuracy and MIA's
 non-members are validation images. The setting with the smallest mean
-validation Avg. Gap against Retrain is chosen (protocol.tune). The test set
+validation Avg. Gap against Retrain is chosen (tuning.tune). The test set
 plays no part in the choice and is neither printed nor in tune_<method>.json:
 copy the choice into configs.py and let the experiment report the test set.
 A grid over alpha, p or beta is also written as a sensitivity map,
@@ -27,12 +27,12 @@ from pathlib import Path
 
 from . import unlearn as cli  # requests the host devices before JAX starts
 
-from ugradsl_jax import configs, datasets, plots, protocol  # noqa: E402
+from ugradsl_jax import configs, datasets, plots, tuning  # noqa: E402
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
   grid = {}
-  fields = protocol.TUNE_FIELDS
+  fields = tuning.TUNE_FIELDS
   for item in items:
     key, _, vals = item.partition("=")
     if key not in fields or not vals:
@@ -50,7 +50,7 @@ def table(res: dict) -> str:
            "|---|---|---|---|---|---|---|"]
   for r in res["rows"]:
     mark = " **(chosen)**" if r["setting"] == res["best"] else ""
-    lines.append(f"| {protocol.tag(r['setting'])}{mark} | {r['avg_gap']:.2f} ± "
+    lines.append(f"| {tuning.tag(r['setting'])}{mark} | {r['avg_gap']:.2f} ± "
                  f"{r['avg_gap_std']:.2f} | "
                  + " | ".join(f"{r[k]:.1f}" for k in ("UA", "MIA", "RA", "TA"))
                  + f" | {r['rte_s']:.1f} |")
@@ -92,14 +92,14 @@ def main(argv=None) -> int:
     cfg = cli.config_from_args(a)  # the experiment's flag handling: same cell, same preset
     workdir = Path(a.workdir or f"runs/tune_{cfg.preset}")
     data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
-    res = protocol.tune(cfg, data, workdir, a.method, grid, seeds,
+    res = tuning.tune(cfg, data, workdir, a.method, grid, seeds,
                         progress=not a.no_progress,
                         log=lambda s: print(s, flush=True))
     out = workdir / f"tune_{a.method}.json"
     out.write_text(json.dumps(res, indent=1))
     print(f"\n## {a.method}, seeds {a.seeds}, chosen on validation\n\n{table(res)}\n"
           f"\nwrote {out}")
-    sweep = protocol.tune_sensitivity(res, cfg.methods[a.method])
+    sweep = tuning.tune_sensitivity(res, cfg.methods[a.method])
     if sweep is not None:  # the grid over alpha / p / beta as a heatmap
       (workdir / f"sweep_{a.method}.json").write_text(json.dumps(sweep, indent=1))
       plots.sweep_heatmap(sweep, workdir / f"sweep_{a.method}.png")

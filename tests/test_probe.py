@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from conftest import tiny_resnet
-from ugradsl_jax import configs, parallel, protocol, split as split_lib, train
+from ugradsl_jax import budget, configs, parallel, split as split_lib, train
 
 
 def _split(cfg, n_per_class=50):
@@ -26,7 +26,7 @@ def test_table_images_counts_every_phase_by_hand():
   want += m["ft"].epochs * r + m["ga"].epochs * f + m["rl"].epochs * tr
   want += 2 * m["ugradsl"].epochs * f              # a retain batch per forget batch
   want += 6 * (tr + len(s.val) + len(s.test)) // 3  # six evaluations, forward only
-  got = protocol.table_images(cfg, s, ["retrain", "ft", "ga", "rl", "ugradsl"])
+  got = budget.table_images(cfg, s, ["retrain", "ft", "ga", "rl", "ugradsl"])
   assert abs(got - want) <= 1, (got, want)
 
 
@@ -34,16 +34,16 @@ def test_cpu_probe_warns_once_only_for_paper_on_cpu():
   paper, quick = configs.get("paper"), configs.get("quick")
   s = _split(paper)
   names = ["retrain", "ft"]
-  assert protocol.cpu_probe(quick, s, names, backend="cpu") is None
-  assert protocol.cpu_probe(paper, s, names, backend="gpu") is None
+  assert budget.cpu_probe(quick, s, names, backend="cpu") is None
+  assert budget.cpu_probe(paper, s, names, backend="gpu") is None
   out = io.StringIO()
-  probe = protocol.cpu_probe(paper, s, names, backend="cpu", out=out)
+  probe = budget.cpu_probe(paper, s, names, backend="cpu", out=out)
   probe(100.0)
   probe(50.0)  # once only
   lines = out.getvalue().splitlines()
   assert len(lines) == 1 and lines[0].startswith("warning: --preset paper")
   assert "GPU or TPU" in lines[0] and "100 images/s" in lines[0]
-  hours = protocol.table_images(paper, s, names) / 100.0 / 3600
+  hours = budget.table_images(paper, s, names) / 100.0 / 3600
   assert f"estimated {hours:.1f} h" in lines[0]
 
 

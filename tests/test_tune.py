@@ -12,9 +12,9 @@ from conftest import ROOT
 
 
 def test_tune_picks_the_smallest_validation_gap_and_matches_the_experiment(cifar, tmp_path):
-  from ugradsl_jax import configs, protocol
+  from ugradsl_jax import configs, protocol, tuning
   cfg = configs.get("smoke")
-  res = protocol.tune(cfg, cifar, tmp_path, "ga", {"lr": [1e-3, 3e-2]}, [1],
+  res = tuning.tune(cfg, cifar, tmp_path, "ga", {"lr": [1e-3, 3e-2]}, [1],
                       progress=False)
   gaps = [r["avg_gap"] for r in res["rows"]]
   assert gaps[0] != gaps[1]  # the grid changes the outcome
@@ -48,7 +48,7 @@ def test_tune_bad_grid_is_one_line(tmp_path):
 def test_tuning_grid_as_a_sensitivity_map():
   """alpha x p x lr tuned: the map holds alpha x p at the chosen lr, with the
   rows' mean validation scores; a grid without alpha / p / beta has none."""
-  from ugradsl_jax import configs, protocol
+  from ugradsl_jax import configs, tuning
   recipe = configs.get("smoke").methods["ugradsl"]
   rows = []
   for a in (-1.0, -0.5):
@@ -60,11 +60,11 @@ def test_tuning_grid_as_a_sensitivity_map():
   res = {"method": "ugradsl", "preset": "smoke", "seeds": [4, 5], "rows": rows,
          "grid": {"alpha": [-1.0, -0.5], "p": [0.5, 0.9], "lr": [1e-3, 1e-2]},
          "best": {"alpha": -0.5, "p": 0.9, "lr": 1e-2}, "selected_by": "x"}
-  sw = protocol.tune_sensitivity(res, recipe)
+  sw = tuning.tune_sensitivity(res, recipe)
   assert sw["axes"] == {"alpha": [-1.0, -0.5], "p": [0.5, 0.9]}
   assert sw["chosen"] == {"alpha": -0.5, "p": 0.9}
   assert len(sw["trials"]) == 4 and all(t["val"]["TA"] == 1e-2 for t in sw["trials"])
   best = min(sw["trials"], key=lambda t: t["val_avg_gap"])
   assert (best["alpha"], best["p"], best["val_avg_gap"]) == (-0.5, 0.9, 0.0)
   assert "lr 0.01" in sw["title"]
-  assert protocol.tune_sensitivity({**res, "grid": {"lr": [1e-3]}}, recipe) is None
+  assert tuning.tune_sensitivity({**res, "grid": {"lr": [1e-3]}}, recipe) is None

@@ -4,8 +4,8 @@
 
   run_seed(cfg, data, workdir, names)       one seed; writes results.json/.md/.png
   run(cfg, data, workdir, names, seeds)     several seeds and their mean +- std
-  tune(cfg, data, workdir, method, grid, seeds)
-                                            choose a method's values on validation
+
+Choosing values on validation is tuning.py; a table's cost estimate, budget.py.
 
 `data` is the Dataset as loaded (datasets.load); the scenario decides which
 labels the model trains on (the sub-class scenario: CIFAR-100's coarse ones)
@@ -17,20 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import itertools
+import hashlib
 import time
 from pathlib import Path
 from typing import Callable
 
-import hashlib
-import sys
-
-import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import (checkpoint, configs, datasets, distributed, history, metrics, parallel, plots,
-               report, split as split_lib)
+from . import (budget, checkpoint, configs, datasets, distributed, history, metrics, parallel,
+               plots, report, split as split_lib)
 from . import methods as M
 from . import workdir as workdir_lib
 
@@ -294,59 +289,6 @@ def check_methods(names: list[str], with_retrain: bool = True) -> list[str]:
   return (["retrain"] if with_retrain else []) + rest
 
 
-# Which set each method's epochs run over, and whether a batch of the other
-# set rides along (paired steps); retrain and the original are from scratch.
-_EPOCH_SET = {"ft": "retain", "l1_sparse": "retain", "ga": "forget", "rl": "train",
-              "salun": "train", "boundary_shrink": "forget", "iu": "train", "ssd": "train",
-              "scrub": "train", "boundary_expanding": "forget"}
-
-
-def table_images(cfg: configs.Config, split: split_lib.Split, names: list[str]) -> int:
-  """About how many images one seed's table pushes through the network:
-  training steps (forward + backward) plus a third for each evaluation
-  (forward only). An estimate for warnings, not a measurement."""
-  n = {"train": len(split.train), "retain": len(split.retain), "forget": len(split.forget)}
-  total = cfg.pretrain.epochs * (n["train"] + n["retain"])  # original, Retrain
-  for name in names:
-    m = cfg.methods.get(name)
-    if m is None:
-      continue
-    if name in M.PRIMARY:  # paired: the other set's batch rides along
-      prim = M.PRIMARY[name]
-      bp, bs = (m.forget_batch_size or m.batch_size, m.batch_size) if prim == "forget" \
-          else (m.batch_size, m.forget_batch_size or m.batch_size)
-      total += int(m.epochs * n[prim] * (1 + bs / bp))
-    else:
-      total += m.epochs * n[_EPOCH_SET[name]]
-  evals = 1 + len(names)
-  total += evals * (n["train"] + len(split.val) + len(split.test)) // 3
-  return int(total)
-
-
-def cpu_probe(cfg: configs.Config, split: split_lib.Split, names: list[str],
-              backend: str | None = None, out=None):
-  """The paper preset on a CPU: a speed probe for train.fit that prints one
-  warning line with the table's estimated run time, once (None elsewhere).
-  It warns; it does not refuse."""
-  if cfg.preset != "paper" or (backend or jax.default_backend()) != "cpu":
-    return None
-  images = table_images(cfg, split, names)
-  fired = []
-
-  def probe(images_per_s: float) -> None:
-    if fired:
-      return
-    fired.append(images_per_s)
-    hours = images / max(images_per_s, 1e-9) / 3600
-    msg = (f"warning: --preset paper is meant for a GPU or TPU accelerator; on this "
-           f"CPU the first steps ran at {images_per_s:.0f} images/s, an estimated "
-           f"{hours:.1f} h for this seed's table ({images:,} images); --preset quick "
-           "is sized for a CPU")
-    # tqdm.write clears a progress bar first, so the warning is a line of its own.
-    tqdm.write(msg, file=out or sys.stderr)
-  return probe
-
-
 def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
              names: list[str], progress: bool = True) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
@@ -359,7 +301,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   # One run at a time: a second is refused, not interleaved. Taken after
   # every check, so that a refused run leaves no workdir behind.
   workdir_lib.lock(workdir)
-  ctx.probe = cpu_probe(cfg, split, names)
+  ctx.probe = budget.cpu_probe(cfg, split, names)
   checkpoint.write_json(workdir / "config.json",
                         {"config": cfg.to_dict(), "data": data.source,
                          "split_sizes": split.sizes()})
@@ -395,33 +337,6 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   report.write(res, workdir)
   plots.write_figure(res, workdir)
   return res
-
-
-def tune_sensitivity(res: dict, recipe) -> dict | None:
-  """A tuning run as a sensitivity map (the format of sweep_<method>.json):
-  mean validation scores over alpha x p (x beta), the other grid fields held
-  at the chosen values. None when the grid varies none of them."""
-  axes = ("alpha", "p", "beta")
-  if not any(a in res["grid"] for a in axes):
-    return None
-  fixed = {k: v for k, v in res["best"].items() if k not in axes}
-  keys = ("alpha", "p", "beta") if recipe.alpha_mode == "adaptive" else ("alpha", "p")
-  trials = []
-  for r in res["rows"]:
-    if any(r["setting"].get(k) != v for k, v in fixed.items()):
-      continue
-    full = {k: r["setting"].get(k, getattr(recipe, k)) for k in keys}
-    trials.append({**full, "diverged": r["diverged"], "val_avg_gap": r["avg_gap"],
-                   "val": r["val"]})
-  chosen = {k: res["best"].get(k, getattr(recipe, k)) for k in keys}
-  held = ", ".join(f"{k} {v}" for k, v in fixed.items())
-  return {"method": res["method"],
-          "title": f"{report.title(res)}, mean of seeds {', '.join(map(str, res['seeds']))}"
-                   + (f", {held}" if held else ""),
-          "alpha_mode": recipe.alpha_mode, "seeds": res["seeds"],
-          "axes": {k: sorted({t[k] for t in trials}) for k in keys},
-          "trials": trials, "chosen": chosen,
-          "selected_by": res["selected_by"]}
 
 
 def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
@@ -467,72 +382,3 @@ def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[
 
 
 # --------------------------------------------------------------------------
-# Choosing hyper-parameters on the validation split.
-
-# Every numeric recipe field, the baselines' own included, plus the mixing rule.
-TUNE_FIELDS = {**configs.METHOD_FIELDS,
-               **{k: t for k, (t, _) in configs.METHOD_FIELD_SPECS.items() if t in (int, float)},
-               "forget_batch_size": int}
-
-
-def settings(grid: dict[str, list]) -> list[dict]:
-  keys = list(grid)
-  return [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
-
-
-def tag(setting: dict) -> str:
-  return "_".join(f"{k}={v}" for k, v in setting.items()) or "preset"
-
-
-def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str,
-         grid: dict, seeds: list[int], progress: bool = True,
-         log: Callable[[str], None] = print) -> dict:
-  """Each setting of `grid` (the cross product of its fields) unlearned from
-  each seed's original model and scored with the validation split standing
-  where the test set stands; the smallest mean validation Avg. Gap against
-  Retrain wins. The test set plays no part in the choice and is not in the
-  returned rows (the per-model score caches hold it, as in every run).
-
-  Original model and Retrain come from workdir/seed_<s> (the experiment's own
-  phases, reused when present); settings go to workdir/seed_<s>/tune/<method>/.
-  """
-  trials = settings(grid)
-  for t in trials:
-    configs.validate(configs.with_method(cfg, method, **t))
-  val = {tag(t): [] for t in trials}
-  for seed in seeds:
-    scfg = dataclasses.replace(cfg, seed=seed)
-    ctx = context(scfg, data, Path(workdir) / f"seed_{seed}", progress)
-    base = ctx.workdir
-    preflight(ctx, ["retrain"])
-    orig = M.original(ctx)
-    ref = evaluated(ctx, "retrain", M.retrain(ctx, orig))["val"]
-    for t in trials:
-      tcfg = configs.with_method(scfg, method, **t)
-      tctx = dataclasses.replace(ctx, cfg=tcfg, workdir=base / "tune" / method / tag(t))
-      tctx._device_data = ctx.device_data  # same images, labels and split
-      phase = M.REGISTRY[method](tctx, orig, tcfg.methods[method])
-      sc = evaluated(tctx, method, phase)["val"]
-      sc["avg_gap"] = metrics.avg_gap(sc, ref)
-      sc["diverged"] = bool(phase.outcome["diverged"])
-      sc["rte_s"] = phase.outcome["rte_s"]
-      val[tag(t)].append(sc)
-      log(f"seed {seed} {method} {tag(t)}: val Avg. Gap {sc['avg_gap']:.2f} "
-          f"(UA {sc['UA']:.1f} MIA {sc['MIA']:.1f} RA {sc['RA']:.1f} "
-          f"val acc {sc['TA']:.1f})")
-  rows = []
-  for t in trials:
-    runs = val[tag(t)]
-    row = {"setting": t, "diverged": any(r["diverged"] for r in runs)}
-    for k in ("avg_gap", "UA", "MIA", "RA", "TA", "rte_s"):
-      v = [r[k] for r in runs]
-      row[k], row[f"{k}_std"] = report.mean_std(v)
-    rows.append(row)
-  ok = [r for r in rows if not r["diverged"]] or rows
-  best = min(ok, key=lambda r: r["avg_gap"])
-  for r in rows:  # the validation scores' means, as a sweep's trials hold them
-    r["val"] = {k: r[k] for k in ("UA", "MIA", "RA", "TA")}
-  return {"method": method, "preset": cfg.preset, "dataset": cfg.dataset,
-          "scenario": cfg.scenario, "model": cfg.model, "seeds": seeds, "grid": grid,
-          "selected_by": "mean validation Avg. Gap against Retrain",
-          "rows": rows, "best": best["setting"]}
