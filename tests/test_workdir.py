@@ -64,3 +64,26 @@ def test_the_command_line_refuses_a_busy_workdir_in_one_line(shared_tar, tmp_pat
     holder.wait()
   assert rc == 2 and len(err) == 1 and "in use by another run" in err[0], err
   assert sorted(p.name for p in wd.iterdir()) == [workdir.LOCK_FILE]  # nothing written
+
+
+def test_a_workdir_of_another_protocol_version_is_refused(few_run, cifar, tmp_path, monkeypatch):
+  """Phases computed under another protocol version (how batches, RL's loop
+  and the l1 schedule work) are refused with the difference named, and the
+  workdir is left as it was; the same version reuses them."""
+  import shutil
+  from ugradsl_jax import checkpoint, configs, protocol
+  from ugradsl_jax import methods as M
+  wd = tmp_path / "wd"
+  shutil.copytree(few_run / "original", wd / "original")
+  before = sorted(p.relative_to(wd) for p in wd.rglob("*"))
+  ctx = protocol.context(configs.get("smoke"), cifar, wd, progress=False)
+  monkeypatch.setattr(M, "PROTOCOL_VERSION", M.PROTOCOL_VERSION - 1)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=f"protocol: saved {M.PROTOCOL_VERSION + 1}, now {M.PROTOCOL_VERSION}"):
+    M.original(ctx)
+  assert sorted(p.relative_to(wd) for p in wd.rglob("*")) == before
+  monkeypatch.undo()
+  # Negative control: under the version it was saved with, it is reused as is.
+  assert M.original(ctx).outcome
+  assert sorted(p.relative_to(wd) for p in wd.rglob("*") if "scores" not in p.name) == \
+      [p for p in before if "scores" not in p.name]
