@@ -102,7 +102,7 @@ def draw_docs(out: Path, root: Path = ROOT) -> list[Path]:
         plots.gaps(res, target)
       else:
         where = _seed_dir(path, res, opt.get("seed"))
-        hists = history.of_phases(where, {m: None for m in opt["methods"]})
+        hists = history.of_phases(where, opt["methods"])
         plots.curves(hists, target, f"{report.title(res)}, seed {opt.get('seed')}")
     written.append(target)
   return written
@@ -118,14 +118,13 @@ def main(argv=None) -> int:
   p.add_argument("--seed", type=int, default=None, help="whose curves and sweeps (multi-seed runs)")
   try:
     a = p.parse_args(argv)
-    if a.docs or a.run is None:
-      if not a.docs:
-        raise ValueError("give a run folder, or --docs")
-      for f in draw_docs(Path(a.out) if a.out else ROOT / "docs" / "figures"):
-        print(f"wrote {f}")
-      return 0
-    root = Path(a.run)
-    for f in draw(root, Path(a.out) if a.out else root, a.seed):
+    if a.docs:
+      written = draw_docs(Path(a.out) if a.out else ROOT / "docs" / "figures")
+    elif a.run is None:
+      raise ValueError("give a run folder, or --docs")
+    else:
+      written = draw(Path(a.run), Path(a.out or a.run), a.seed)
+    for f in written:
       print(f"wrote {f}")
     return 0
   except (ValueError, OSError, json.JSONDecodeError) as e:

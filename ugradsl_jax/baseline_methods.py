@@ -143,15 +143,16 @@ def iu(ctx, orig, m):
       return (ctx.data.train_x[pad], np.asarray(ctx.data.train_y[pad], np.int32))
     # Compiled before the clock starts, as every other method's steps are.
     rte_s = time.perf_counter() - t0
-    pe, c1 = _compiled(per_example, params, rows_of(sample[:chunk]))
-    row = jax.eval_shape(per_example, params, rows_of(sample[:chunk]))
+    first_rows = rows_of(sample[:chunk])
+    pe, c1 = _compiled(per_example, params, first_rows)
+    row = jax.eval_shape(per_example, params, first_rows)
     grads_shape = jax.ShapeDtypeStruct((k, *row.shape[1:]), row.dtype)
     update, c2 = _compiled(functools.partial(
         baselines.iu_update, n_forget=len(s.forget), n_retain=len(s.retain), alpha=m.scale,
         n=float(m.num_samples), recursion=m.woodfisher), params, gf, gr, grads_shape)
     t1 = time.perf_counter()
-    rows = [pe(params, rows_of(sample[c:c + chunk]))[:len(sample[c:c + chunk])]
-            for c in range(0, k, chunk)]
+    rows = [pe(params, rows_of(idx))[:len(idx)]
+            for idx in (sample[c:c + chunk] for c in range(0, k, chunk))]
     new = jax.block_until_ready(update(params, gf, gr, jnp.concatenate(rows)))
     return new, {"rte_s": rte_s + time.perf_counter() - t1,
                  "compile_s": compile_s + c1 + c2, "woodfisher_examples": int(k)}

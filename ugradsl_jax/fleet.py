@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import metrics
+from . import metrics, protocol
 from . import methods as M
 
 CONTROL = "retrain_control"
@@ -93,8 +93,7 @@ def train_fleet(ctx: M.Context, orig: M.Phase, method: str, n: int, *,
       phase = M.REGISTRY[method](mctx, orig, mctx.cfg.methods[method])
     if phase.outcome.get("diverged"):
       log(f"warning: {method} member {i} diverged at step {phase.outcome['diverged_step']}")
-    rte += float(phase.outcome.get("rte_s") or 0.0) + float(phase.outcome.get("mask_s", 0.0)) \
-        + float(phase.outcome.get("setup_s", 0.0))  # as protocol.cost counts a row's RTE
+    rte += float(protocol.cost(phase.outcome)["rte_s"] or 0.0)  # as a table row counts it
     out = metrics.outputs(mctx.model(None), {"params": phase.state.params,
                                              "batch_stats": phase.state.batch_stats},
                           mctx.data, mctx.split, mctx.cfg.eval_batch, mctx.par)
