@@ -8,14 +8,13 @@ Layout of a phase directory (e.g. workdir/original/):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from . import distributed
+from . import distributed, files
 
 
 class CheckpointError(RuntimeError):
@@ -27,12 +26,8 @@ def write_json(path: Path, obj) -> None:
   multi-process job only process 0 writes (the others pass the same obj)."""
   if not distributed.is_primary():
     return
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
   # Insertion order kept: results list Retrain first, then methods as run.
-  tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
-  os.replace(tmp, path)
+  files.write_text(path, json.dumps(obj, indent=2, default=_jsonable))
 
 
 def read_json(path: Path):

@@ -26,60 +26,19 @@ import dataclasses
 import hashlib
 import io
 import os
-import tarfile
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from . import text as text_lib
+from .dataset import CACHE_ENV, DataError, Dataset, cache_dir, cached, check_online  # noqa: F401
+from .dataset import split_class_files
+
 DATA_ENV = "UGRADSL_DATA_DIR"
-CACHE_ENV = "UGRADSL_CACHE_DIR"
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp")
-_CACHE_VERSION = 2  # bump when what a cache file holds changes
-
-
-class DataError(ValueError):
-  """Input data that cannot be used; the message names the problem."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  name: str              # registry name, e.g. "cifar100"
-  train_x: np.ndarray    # uint8 [N, H, W, C]
-  train_y: np.ndarray    # int32 [N]
-  test_x: np.ndarray
-  test_y: np.ndarray
-  class_names: tuple
-  mean: tuple            # per channel, [0, 1] units; the model normalises
-  std: tuple
-  source: str            # human-readable, goes into results tables
-  train_coarse: np.ndarray | None = None  # CIFAR-100 superclasses
-  test_coarse: np.ndarray | None = None
-  coarse_names: tuple | None = None
-  vocab_size: int | None = None      # text: token ids are in [0, vocab_size)
-  tokenizer_json: str | None = None  # text: the tokenizer, serialised
-
-  @property
-  def modality(self) -> str:
-    return "text" if self.vocab_size is not None else "image"
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def input_shape(self) -> tuple:
-    return tuple(self.train_x.shape[1:])
-
-  def coarse(self) -> "Dataset":
-    """The same images labelled by superclass (the sub-class scenario)."""
-    if self.train_coarse is None:
-      raise DataError(f"{self.name} has no coarse labels")
-    return dataclasses.replace(
-        self, train_y=self.train_coarse, test_y=self.test_coarse,
-        class_names=self.coarse_names, train_coarse=None, test_coarse=None,
-        coarse_names=None)
+_CACHE_VERSION = 3  # bump when what a cache file holds changes
 
 
 # --------------------------------------------------------------------------
@@ -184,7 +143,6 @@ def load(name: str = "cifar10", data_dir: str | None = None, text=None) -> Datas
   s = spec(name)
   data_dir = data_dir or os.environ.get(DATA_ENV) or None
   if s.modality == "text":
-    from . import text as text_lib
     path = None if data_dir is None else Path(data_dir).expanduser()
     if path is not None and not path.exists():
       raise DataError(f"--data_dir {data_dir}: no such file or directory")
@@ -275,18 +233,7 @@ def _load_folder(name: str, s: Spec, path: Path) -> Dataset:
 
 
 def _load_tar(name: str, s: Spec, path: Path) -> Dataset:
-  items = []
-  try:
-    with tarfile.open(path) as tar:
-      for m in tar:
-        parts = Path(m.name).parts
-        # Accept an optional top folder: [root/]split/class/file.
-        if m.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test") \
-            and parts[-1].lower().endswith(_IMG_EXT):
-          items.append((parts[-3], parts[-2], parts[-1], tar.extractfile(m).read()))
-  except Exception as e:  # tarfile, gzip, zlib and EOF errors all mean "broken"
-    raise DataError(f"--data_dir {path}: corrupted or truncated archive "
-                    f"({type(e).__name__}: {e})") from None
+  items = split_class_files(path, lambda f: f.lower().endswith(_IMG_EXT))
   if not items:
     raise DataError(f"--data_dir {path}: archive holds no train/<class>/*.jpg")
   return _assemble(name, s, items, f"--data_dir {path}", _source(name, s, path))
@@ -389,43 +336,10 @@ def _load_tiny_imagenet(path: Path, s: Spec) -> Dataset:
 # --------------------------------------------------------------------------
 # Cache and tfds.
 
-def _cache_dir() -> Path:
-  return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "ugradsl_jax"))
-
-
 def _cached(name: str, path: Path, loader) -> Dataset:
-  """Decoding 60k JPEGs takes ~12 s; cache the arrays keyed by file content."""
+  """Decoding 60k JPEGs takes ~12 s; the arrays are cached by file content."""
   digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-  cache = _cache_dir() / f"{name}-{digest}-v{_CACHE_VERSION}.npz"
-  if cache.exists():
-    try:
-      with np.load(cache, allow_pickle=False) as z:
-        coarse = "train_coarse" in z.files
-        return Dataset(name, z["train_x"], z["train_y"], z["test_x"], z["test_y"],
-                       class_names=tuple(z["class_names"].tolist()),
-                       mean=tuple(z["mean"].tolist()), std=tuple(z["std"].tolist()),
-                       source=str(z["source"]),
-                       train_coarse=z["train_coarse"] if coarse else None,
-                       test_coarse=z["test_coarse"] if coarse else None,
-                       coarse_names=tuple(z["coarse_names"].tolist()) if coarse else None)
-    except Exception:  # a broken cache is just rebuilt
-      pass
-  data = loader(path)
-  try:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    arrays = dict(train_x=data.train_x, train_y=data.train_y, test_x=data.test_x,
-                  test_y=data.test_y, source=data.source,
-                  class_names=np.array(data.class_names), mean=np.array(data.mean),
-                  std=np.array(data.std))
-    if data.train_coarse is not None:
-      arrays.update(train_coarse=data.train_coarse, test_coarse=data.test_coarse,
-                    coarse_names=np.array(data.coarse_names))
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
-  except OSError:
-    pass  # read-only home: just no cache
-  return data
+  return cached(f"{name}-{digest}-v{_CACHE_VERSION}", lambda: loader(path))
 
 
 def _load_tfds(name: str, s: Spec, data_dir: str | None) -> Dataset:
@@ -451,7 +365,7 @@ def _load_tfds(name: str, s: Spec, data_dir: str | None) -> Dataset:
     except AssertionError:  # tfds: "could not find data": not prepared there
       if data_dir is not None:
         raise DataError(f"--data_dir {data_dir}: {s.tfds_name} there is not prepared")
-      _check_online(s)
+      check_online(s.download_host, f"{s.title} (with tfds)")
       ds = tfds.load(s.tfds_name, download=True, **kw)
     keys = ("image", "label") + (("coarse_label",) if s.coarse else ())
     ds = {split: {k: np.concatenate([b[k] for b in batches]) for k in keys}
@@ -477,14 +391,3 @@ def _load_tfds(name: str, s: Spec, data_dir: str | None) -> Dataset:
                  class_names=names, mean=s.mean, std=s.std,
                  source=f"{s.title} (tfds)", **extra)
 
-
-def _check_online(s: Spec, timeout: float = 5.0) -> None:
-  """Fail in seconds, not after minutes of tfds download retries."""
-  if s.download_host is None:
-    return
-  import socket
-  try:
-    socket.create_connection((s.download_host, 443), timeout=timeout).close()
-  except OSError as e:
-    raise DataError(f"no --data_dir was given, so {s.title} would be downloaded "
-                    f"with tfds, but {s.download_host} cannot be reached ({e})") from None

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from . import distributed
+from . import distributed, files
 
 FILE = "history.jsonl"
 
@@ -50,10 +50,7 @@ class History:
     if not distributed.is_primary():  # process 0 writes the job's history
       self.path = None
     if self.path is not None:
-      self.path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = self.path.with_suffix(".tmp")
-      tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
-      tmp.replace(self.path)
+      files.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
   def append(self, row: dict) -> None:
     row = {k: _clean(v) for k, v in row.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed
+from . import distributed, files
 
 
 COLS = (("UA", "UA"), ("MIA", "MIA-Efficacy"), ("RA", "RA"), ("TA", "TA"),
@@ -180,9 +180,7 @@ def write(res: dict, workdir: Path) -> None:
   from .checkpoint import write_json  # here: tables import no JAX
   workdir = Path(workdir)
   write_json(workdir / "results.json", res)
-  tmp = workdir / ".results.md.tmp"
-  tmp.write_text(markdown(res))
-  tmp.replace(workdir / "results.md")
+  files.write_text(workdir / "results.md", markdown(res))
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from . import files
+
 SCENARIOS = ("random", "class", "subclass")
 _EMPTY = np.zeros(0, np.int64)
 
@@ -192,12 +194,8 @@ def _given_forget(indices, n: int, train: np.ndarray, val: np.ndarray) -> np.nda
 
 def save(split: Split, path) -> None:
   """split.npz: every index array of the split, by name."""
-  from pathlib import Path
-  import os
-  path = Path(path)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-  np.savez(tmp, **{k: np.asarray(v, np.int64) for k, v in dataclasses.asdict(split).items()})
-  os.replace(tmp, path)
+  files.write_npz(path, {k: np.asarray(v, np.int64)
+                         for k, v in dataclasses.asdict(split).items()})
 
 
 def fingerprint(split: Split) -> str:

@@ -1,6 +1,6 @@
 """20 Newsgroups as token arrays: posts -> BPE token ids [N, max_len] int32.
 
-  load_20newsgroups(path, spec, text_cfg) -> datasets.Dataset
+  load_20newsgroups(path, spec, text_cfg) -> dataset.Dataset
 
 Sources: the "bydate" tree `train/<newsgroup>/<id>` and `test/<newsgroup>/<id>`
 (a folder, or a .tar.gz / .tar of one, an optional top folder allowed), or,
@@ -36,22 +36,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
+
+from .dataset import DataError, Dataset, cached, check_online, split_class_files
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP)
 PAD_ID = 0  # SPECIAL_TOKENS' order fixes the ids; the model masks id 0
 REMOVABLE = ("headers", "footers", "quotes")
-_CACHE_VERSION = 1  # bump when what a cache file holds changes
-
-
-def _errors():
-  from .datasets import DataError  # datasets imports this module lazily
-  return DataError
+_CACHE_VERSION = 2  # bump when what a cache file holds changes
 
 
 # --------------------------------------------------------------------------
@@ -66,7 +61,7 @@ def strip(text: str, remove: tuple) -> str:
   from sklearn.datasets import _twenty_newsgroups as tn
   bad = sorted(set(remove) - set(REMOVABLE))
   if bad:
-    raise _errors()(f"text remove {', '.join(bad)}: unknown; known: {', '.join(REMOVABLE)}")
+    raise DataError(f"text remove {', '.join(bad)}: unknown; known: {', '.join(REMOVABLE)}")
   if "headers" in remove:
     text = tn.strip_newsgroup_header(text)
   if "footers" in remove:
@@ -77,17 +72,7 @@ def strip(text: str, remove: tuple) -> str:
 
 
 def _posts_from_tar(path: Path) -> list[tuple[str, str, str, bytes]]:
-  items = []
-  try:
-    with tarfile.open(path) as tar:
-      for m in tar:
-        parts = Path(m.name).parts
-        if m.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
-          items.append((parts[-3], parts[-2], parts[-1], tar.extractfile(m).read()))
-  except Exception as e:  # tarfile, gzip, zlib and EOF errors all mean "broken"
-    raise _errors()(f"--data_dir {path}: corrupted or truncated archive "
-                    f"({type(e).__name__}: {e})") from None
-  return items
+  return split_class_files(path)
 
 
 def _posts_from_folder(path: Path) -> list[tuple[str, str, str, bytes]]:
@@ -115,10 +100,10 @@ def _by_class(items, where: str, num_classes: int):
     rows = sorted((c, f, raw) for sp, c, f, raw in items if sp == split)
     classes = sorted({c for c, _, _ in rows})
     if len(classes) != num_classes:
-      raise _errors()(f"{where}: {split}/ has {len(classes)} newsgroup folders, "
+      raise DataError(f"{where}: {split}/ has {len(classes)} newsgroup folders, "
                       f"expected {num_classes}")
     if names is not None and classes != names:
-      raise _errors()(f"{where}: train/ and test/ have different newsgroup folders")
+      raise DataError(f"{where}: train/ and test/ have different newsgroup folders")
     names = classes
     index = {c: i for i, c in enumerate(classes)}
     out[split] = ([decode(raw) for _, _, raw in rows],
@@ -166,9 +151,8 @@ def _describe(text_cfg) -> str:
 
 
 def build(items, spec, text_cfg, source: str, where: str, name: str):
-  from .datasets import Dataset
   if text_cfg.vocab_size < len(SPECIAL_TOKENS) + 1 or text_cfg.max_len < 2:
-    raise _errors()(f"text vocab_size {text_cfg.vocab_size} / max_len "
+    raise DataError(f"text vocab_size {text_cfg.vocab_size} / max_len "
                     f"{text_cfg.max_len}: too small (need >= 5 and >= 2)")
   names, parts = _by_class(items, where, spec.num_classes)
   remove = tuple(text_cfg.remove)
@@ -187,13 +171,11 @@ def build(items, spec, text_cfg, source: str, where: str, name: str):
 
 def load_20newsgroups(path: Path | None, spec, text_cfg, name: str = "20newsgroups"):
   """The Dataset of token ids (see the module docstring)."""
-  DataError = _errors()
   if text_cfg is None:
     raise DataError(f"--dataset {name} needs the config's text options "
                     "(configs.get sets them)")
   if path is None:
-    from .datasets import _check_online
-    _check_online(spec)
+    check_online(spec.download_host, f"{spec.title} (with scikit-learn)")
     try:
       items = _posts_from_sklearn()
     except Exception as e:
@@ -237,26 +219,4 @@ def cache_key(name: str, digest: str, text_cfg) -> str:
 
 
 def _cached(name: str, digest: str, text_cfg, make):
-  from .datasets import Dataset, _cache_dir
-  cache = _cache_dir() / f"{cache_key(name, digest, text_cfg)}.npz"
-  if cache.exists():
-    try:
-      with np.load(cache, allow_pickle=False) as z:
-        return Dataset(name, z["train_x"], z["train_y"], z["test_x"], z["test_y"],
-                       class_names=tuple(z["class_names"].tolist()), mean=(), std=(),
-                       source=str(z["source"]), vocab_size=int(z["vocab_size"]),
-                       tokenizer_json=str(z["tokenizer_json"]))
-    except Exception:  # a broken cache is just rebuilt
-      pass
-  data = make()
-  try:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, train_x=data.train_x, train_y=data.train_y, test_x=data.test_x,
-             test_y=data.test_y, class_names=np.array(data.class_names),
-             source=data.source, vocab_size=data.vocab_size,
-             tokenizer_json=data.tokenizer_json)
-    os.replace(tmp, cache)
-  except OSError:
-    pass  # read-only home: just no cache
-  return data
+  return cached(cache_key(name, digest, text_cfg), make)
