@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import batching, checkpoint, models, parallel, train
+from ugradsl_jax import batching, checkpoint, loop, models, parallel, train
 
 
 def _problem(mode="none"):
@@ -25,9 +25,9 @@ def _problem(mode="none"):
 
 
 def _fit(par, state, data, batches, step, n, store=None):
-  return train.fit(phase="t", par=par, step_fn=step, state=state, data=data,
-                   batches=batches, num_steps=n, images_per_step=16, store=store,
-                   ckpt_every=2, progress=False)
+  return loop.fit(phase="t", par=par, step_fn=step, state=state, data=data,
+                  batches=batches, num_steps=n, images_per_step=16, ckpt_every=2,
+                  hooks=[] if store is None else [loop.Checkpoints(store)])
 
 
 def _equal(a, b):

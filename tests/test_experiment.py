@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kill_hook
 from conftest import FEW, ROOT, cli as _cli, from_few_run, smoke_args as _smoke_args
 
 METRICS = ("UA", "MIA", "RA", "TA", "avg_gap")
@@ -212,7 +213,7 @@ def test_kill9_then_resume_gives_identical_results(few_run, shared_tar, tmp_path
   reference = _metrics(few_run)
   wd = tmp_path / "wd"
   for at in kills:
-    p = _cli(_smoke_args(shared_tar, wd, FEW), {"UGRADSL_KILL_AT": at}, check=False)
+    p = _cli(_smoke_args(shared_tar, wd, FEW, *kill_hook.ARGS), kill_hook.env(at), check=False)
     assert p.returncode == -signal.SIGKILL, (at, p.returncode, p.stderr[-2000:])
   # A half-written checkpoint left by a kill mid-save (Orbax's temporary
   # name) must never shadow the last good one.

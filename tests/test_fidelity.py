@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import ugradsl_jax as ug
-from ugradsl_jax import batching, configs, methods, parallel, train, ugradsl_step
+from ugradsl_jax import batching, configs, loop, methods, parallel, train, ugradsl_step
 
 
 class Linear(nn.Module):
@@ -244,10 +244,10 @@ def _fit(model, v, x, y, lr, steps=6, log_every=1):
   batches, _ = batching.epochs(np.arange(32), 8, seed=0)
   data = {"x": jnp.asarray(x * 1e3), "y": jnp.asarray(y)}  # large inputs: big gradients
   step = functools.partial(train.descent_step, model=model, tx=tx)
-  return train.fit(phase="t", par=parallel.make("none"), step_fn=step,
-                   state=train.create_state(v["params"], {}, tx), data=data,
-                   batches=batches, num_steps=steps, images_per_step=8,
-                   log_every=log_every, ckpt_every=1000, progress=False)
+  return loop.fit(phase="t", par=parallel.make("none"), step_fn=step,
+                  state=train.create_state(v["params"], {}, tx), data=data,
+                  batches=batches, num_steps=steps, images_per_step=8,
+                  log_every=log_every, ckpt_every=1000)
 
 
 def test_a_diverged_phase_keeps_its_last_finite_parameters(toy):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import kill_hook
 from conftest import RESULT_FILES, ROOT, from_few_run, smoke_args
 
 METHOD = "ugradsl_plus"  # one method keeps it fast; original and Retrain reused
@@ -35,10 +36,10 @@ def _start_two(tar, wd, kill_at=None, methods=(METHOD, METHOD)):
   port = _free_port()
   procs = []
   for i in (0, 1):
-    args = [*smoke_args(tar, wd, methods[i], "--parallel", "shard_map"),
+    args = [*smoke_args(tar, wd, methods[i], "--parallel", "shard_map", *kill_hook.ARGS),
             "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
             "--process_id", str(i), "--heartbeat_timeout", str(HEARTBEAT_S)]
-    extra = {"UGRADSL_KILL_AT": kill_at} if kill_at and i == 1 else {}
+    extra = kill_hook.env(kill_at) if kill_at and i == 1 else kill_hook.env("")
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "experiments.cifar_random_forget", *args], cwd=ROOT,
         env=_env(2, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from conftest import tiny_resnet
-from ugradsl_jax import budget, configs, parallel, split as split_lib, train
+from ugradsl_jax import budget, configs, loop, parallel, split as split_lib, train
 
 
 def _split(cfg, n_per_class=50):
@@ -57,8 +57,8 @@ def test_fit_calls_the_probe_once_after_the_first_steps():
           "y": rng.integers(0, 10, 64).astype(np.int32)}
   par = parallel.make("none")
   seen = []
-  train.fit(phase="t", par=par, step_fn=functools.partial(train.descent_step, model=model,
-                                                          tx=tx),
-            state=state, data=par.replicate(data), batches=lambda i: {"idx": np.arange(8)},
-            num_steps=5, images_per_step=8, progress=False, probe=seen.append)
+  loop.fit(phase="t", par=par, step_fn=functools.partial(train.descent_step, model=model,
+                                                         tx=tx),
+           state=state, data=par.replicate(data), batches=lambda i: {"idx": np.arange(8)},
+           num_steps=5, images_per_step=8, hooks=[loop.Probe(seen.append, 8)])
   assert len(seen) == 1 and np.isfinite(seen[0]) and seen[0] > 0

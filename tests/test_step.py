@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from conftest import tiny_resnet
-from ugradsl_jax import losses, mixing, parallel, train, ugradsl_step
+from ugradsl_jax import loop, losses, mixing, parallel, train, ugradsl_step
 
 PAR = parallel.make("none")
 
@@ -227,10 +227,12 @@ def test_rte_leaves_out_checkpoint_saves_and_history_is_lagged_but_complete(tmp_
 
   step = functools.partial(train.descent_step, model=model, tx=tx)
   t0 = time.perf_counter()
-  res = train.fit(phase="t", par=PAR, step_fn=step, state=state, data=PAR.replicate(data),
-                  batches=lambda i: {"idx": np.arange(8 * (i % 4), 8 * (i % 4) + 8)},
-                  num_steps=6, images_per_step=8, store=SlowStore(), ckpt_every=2,
-                  log_every=1, lr_fn=lambda s: 0.05, progress=False)
+  res = loop.fit(phase="t", par=PAR, step_fn=step, state=state, data=PAR.replicate(data),
+                 batches=lambda i: {"idx": np.arange(8 * (i % 4), 8 * (i % 4) + 8)},
+                 num_steps=6, images_per_step=8, ckpt_every=2, log_every=1,
+                 lr_fn=lambda s: 0.05,
+                 hooks=[loop.Checkpoints(SlowStore()),
+                        loop.HistoryFile(tmp_path / "history.jsonl")])
   wall = time.perf_counter() - t0
   assert res.io_s >= 1.5  # three saves
   assert res.run_s + res.io_s + res.compile_s <= wall

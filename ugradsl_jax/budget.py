@@ -43,7 +43,7 @@ def table_images(cfg: configs.Config, split: split_lib.Split, names: list[str]) 
 
 def cpu_probe(cfg: configs.Config, split: split_lib.Split, names: list[str],
               backend: str | None = None, out=None):
-  """The paper preset on a CPU: a speed probe for train.fit that prints one
+  """The paper preset on a CPU: a speed probe for loop.fit that prints one
   warning line with the table's estimated run time, once (None elsewhere).
   It warns; it does not refuse."""
   if cfg.preset != "paper" or (backend or jax.default_backend()) != "cpu":

@@ -25,6 +25,11 @@ def _clean(v):
   return v
 
 
+def clean(row: dict) -> dict:
+  """The row as strict JSON holds it (non-finite numbers as None)."""
+  return {k: _clean(v) for k, v in row.items()}
+
+
 def read(path: Path) -> list[dict]:
   """Rows of a history file; [] when there is none. A torn last line (a
   kill mid-write) is dropped."""
@@ -53,7 +58,7 @@ class History:
       files.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
   def append(self, row: dict) -> None:
-    row = {k: _clean(v) for k, v in row.items()}
+    row = clean(row)
     self.rows.append(row)
     if self.path is not None:
       with self.path.open("a") as f:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, losses, mixing, models, sweep, train, ugradsl_step
+from . import batching, checkpoint, history, loop, losses, mixing, models, sweep, train, ugradsl_step
 from .configs import Config, ConfigError, MethodCfg, TrainCfg, recipe_meta
 from .datasets import Dataset
 from .parallel import Parallel
@@ -47,7 +47,7 @@ class Context:
   par: Parallel
   workdir: Path | None  # None: phases are not saved (screening, benchmarks)
   progress: bool = True
-  probe: Callable[[float], None] | None = None  # train.fit's speed probe, every phase
+  probe: Callable[[float], None] | None = None  # a loop.Probe report, every phase
   _device_data: dict | None = None
   # A user's model (contract.Model) in place of the registry's cfg.model.
   user_model: object | None = None
@@ -123,13 +123,16 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
   With ctx.workdir None nothing is saved (screening and benchmark runs).
   `extra` joins the outcome of a phase run now (e.g. SalUn's mask time)."""
   data = ctx.device_data if data is None else data
-  fit = functools.partial(train.fit, phase=name, par=ctx.par, step_fn=step_fn,
+  hooks = [loop.Progress(images_per_step, ctx.progress)]
+  if ctx.probe is not None:
+    hooks.append(loop.Probe(ctx.probe, images_per_step))
+  fit = functools.partial(loop.fit, phase=name, par=ctx.par, step_fn=step_fn,
                           data=data, batches=batches, num_steps=num_steps,
                           images_per_step=images_per_step, hp=hp,
                           ckpt_every=ctx.cfg.ckpt_every, log_every=ctx.cfg.log_every,
-                          lr_fn=lr_fn, progress=ctx.progress, probe=ctx.probe)
+                          lr_fn=lr_fn)
   if ctx.workdir is None:
-    res = fit(state=state0)
+    res = fit(state=state0, hooks=hooks)
     return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {}),
                              "history": res.history})
   store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
@@ -141,7 +144,8 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
     if store.latest_step() is not None:
       state = jax.device_get(store.restore(checkpoint.abstract_of(state0)))
       resumed = int(state.step)
-    res = fit(state=state, store=store)
+    res = fit(state=state, hooks=[*hooks, loop.HistoryFile(store.dir / history.FILE),
+                                  loop.Checkpoints(store)])
     outcome = {**_outcome(res, num_steps, resumed), **(extra or {})}
     if res.diverged and store.latest_step() != int(res.state.step):
       # The last finite state, frozen after the steps that came before the
@@ -153,7 +157,7 @@ def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
     store.close()
 
 
-def _outcome(res: train.FitResult, num_steps: int, resumed) -> dict:
+def _outcome(res: loop.FitResult, num_steps: int, resumed) -> dict:
   return {"diverged": res.diverged, "diverged_step": res.diverged_step,
           "no_finite_step": res.no_finite_step,
           "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,

@@ -1,27 +1,20 @@
-"""Train state, optimizer, the per-device descent step, and the resumable loop."""
+"""Train state, optimizer and the per-device descent step: the building
+blocks every method's step is made of (the loop that runs steps is loop.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-import signal
-import time
 from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from . import augment as aug
 from . import losses
-from . import history as history_lib
-from .parallel import Parallel, axis_size, pmean
-
-KILL_ENV = "UGRADSL_KILL_AT"  # "phase:step": SIGKILL self after that step (tests)
+from .parallel import axis_size, pmean
 
 
 @flax.struct.dataclass
@@ -250,153 +243,3 @@ def descent_step(state: TrainState, data, batch, hp, *, axis_name, model, tx,
   state = apply_update(state, grads, tx, hp, bstats, (loss, norm), mask)
   return state, {f"{role}_loss": loss, f"{role}_acc": acc, "grad_norm": norm,
                  **reg_metrics}
-
-
-@dataclasses.dataclass
-class FitResult:
-  state: TrainState          # host copy of the last finite state
-  diverged: bool = False
-  diverged_step: int | None = None
-  run_s: float = 0.0         # wall-clock of the steps: no compile, checks or saves
-  io_s: float = 0.0          # host checks and checkpoint saves inside the loop
-  compile_s: float = 0.0
-  images_per_s: float = 0.0
-  last_metrics: dict | None = None
-  history: list | None = None
-  no_finite_step: bool = False  # diverged on its first step: nothing to score
-
-
-FLAG = "_nonfinite"
-
-
-def _with_flag(step_fn):
-  """The step, with its state's sticky non-finite flag among the metrics, so
-  that the loop reads it with the lagged metrics instead of syncing."""
-  def step(state, data, batch, hp, **kw):
-    state, metrics = step_fn(state, data, batch, hp, **kw)
-    return state, {**metrics, FLAG: state.nonfinite}
-  return step
-
-
-def maybe_kill(phase: str, at) -> None:
-  """Test hook: SIGKILL this process when $UGRADSL_KILL_AT == "phase:at"."""
-  spec = os.environ.get(KILL_ENV)
-  if spec and spec == f"{phase}:{at}":
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _host(tree) -> dict:
-  return {k: np.asarray(v).tolist() for k, v in jax.device_get(tree).items()}
-
-
-def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
-        data, batches: Callable[[int], dict], num_steps: int,
-        images_per_step: int, hp=None, store=None, ckpt_every: int = 100,
-        log_every: int = 10, lr_fn: Callable | None = None,
-        progress: bool = True, probe: Callable[[float], None] | None = None,
-        probe_steps: int = 2) -> FitResult:
-  """Runs steps state.step .. num_steps, checking for NaN/Inf and saving every
-  `ckpt_every` steps. Resumable: the data order and augmentation draws are
-  functions of the step, so a restored state continues exactly.
-
-  Every `log_every` steps (and the last) the step's metrics, the learning
-  rate (`lr_fn(step)`) and images/s go to the phase's history
-  (history.jsonl in the store's directory). A logged step's metrics are
-  fetched after the next step is dispatched, so the device never waits
-  for the host; otherwise the host syncs only at checks (fetching a bool).
-  RTE (`run_s`) leaves out the checks and saves, which `io_s` reports.
-  `probe(images_per_s)`, when given, is called once, after the first
-  `probe_steps` steps (waited for: a speed estimate, e.g. for a warning).
-  """
-  hp = {} if hp is None else hp
-  start = int(np.max(state.step))  # a stacked sweep state has K equal steps
-  stacked = np.ndim(state.nonfinite) > 0
-  res = FitResult(state=state)
-  hist = history_lib.History(None if store is None else store.dir / history_lib.FILE,
-                             start)
-  res.history = hist.rows
-  if start >= num_steps:
-    return res
-  wrapped = par.wrap(_with_flag(step_fn))
-  # A host round trip makes the replicated state a copy: the step donates its
-  # buffers, which must never be the caller's (e.g. the original model that
-  # every unlearning method starts from).
-  rstate = par.replicate(jax.device_get(state))
-  rhp = par.put_hp(hp)
-  t0 = time.perf_counter()
-  compiled = wrapped.lower(rstate, data, par.shard(batches(start)), rhp).compile()
-  res.compile_s = time.perf_counter() - t0
-
-  bar = tqdm(total=num_steps * images_per_step, initial=start * images_per_step,
-             unit="img", unit_scale=True, desc=phase, disable=not progress,
-             dynamic_ncols=True, leave=False)
-  last_good = state
-  t0 = time.perf_counter()
-  last_log = [start, t0, 0.0]  # step, time, io_s at the last logged row
-  pending = None
-
-  def log(done, metrics):
-    m = _host(par.unreplicate(metrics))  # waits for that step only
-    flag = m.pop(FLAG)
-    if not stacked and flag and not res.diverged:
-      # Caught within one logged step; the state has kept the last finite values.
-      res.diverged, res.diverged_step = True, done
-    now = time.perf_counter()
-    busy = now - last_log[1] - (res.io_s - last_log[2])
-    row = {"step": done, **m,
-           "lr": float(lr_fn(done - 1)) if lr_fn is not None else None,
-           "images_per_s": (done - last_log[0]) * images_per_step / max(busy, 1e-9)}
-    last_log[:] = [done, now, res.io_s]
-    hist.append(row)
-    if not stacked:
-      bar.set_postfix({k: f"{v:.3f}" for k, v in m.items() if k.endswith(("_acc", "_loss"))},
-                      refresh=False)
-
-  for step in range(start, num_steps):
-    rstate, metrics = compiled(rstate, data, par.shard(batches(step)), rhp)
-    bar.update(images_per_step)
-    done = step + 1
-    if probe is not None and done - start == min(probe_steps, num_steps - start):
-      jax.block_until_ready(rstate)
-      probe((done - start) * images_per_step / max(time.perf_counter() - t0, 1e-9))
-      probe = None
-    if pending is not None:  # the previous logged step, while this one runs
-      log(*pending)
-      pending = None
-      if res.diverged:
-        break
-    if done % log_every == 0 or done == num_steps:
-      pending = (done, metrics)
-    if done % ckpt_every == 0 or done == num_steps:
-      jax.block_until_ready(rstate)  # compute, not I/O: it stays in RTE
-      if pending is not None:  # a checkpoint's history is complete up to it
-        log(*pending)
-        pending = None
-      t_io = time.perf_counter()
-      host = jax.device_get(par.unreplicate(rstate))
-      if np.any(host.nonfinite) and not stacked:
-        res.diverged, res.diverged_step = True, res.diverged_step or done
-        res.io_s += time.perf_counter() - t_io
-        break
-      # In a sweep a diverged member is only flagged (its flag is sticky);
-      # the others are independent and go on.
-      last_good = host
-      res.last_metrics = {k: v for k, v in _host(par.unreplicate(metrics)).items()
-                          if k != FLAG}
-      if store is not None:
-        store.save(done, host)
-      res.io_s += time.perf_counter() - t_io
-    maybe_kill(phase, done)
-  if pending is not None and not res.diverged:
-    log(*pending)
-  res.run_s = time.perf_counter() - t0 - res.io_s
-  bar.close()
-  if res.diverged:
-    # The frozen state is the last finite one, newer than the last checkpoint.
-    last_good = jax.device_get(par.unreplicate(rstate))
-    res.no_finite_step = all(np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(last_good.params), jax.tree.leaves(state.params)))
-  res.state = last_good
-  steps_run = (res.diverged_step or num_steps) - start
-  res.images_per_s = steps_run * images_per_step / max(res.run_s, 1e-9)
-  return res
