@@ -32,17 +32,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def child(mode: str, data_dir: str, epochs: int) -> dict:
   import dataclasses
   import time
-  from experiments import cifar_random_forget as exp  # requests host devices
-  from ugradsl_jax import configs, datasets, methods as M, protocol
+  from experiments import cifar_random_forget  # noqa: F401  (requests host devices)
+  from ugradsl_jax import configs, datasets, methods, phases, protocol
   cfg = configs.get("quick")
   cfg = dataclasses.replace(cfg, parallel=mode,
                             pretrain=dataclasses.replace(cfg.pretrain, epochs=epochs))
-  ctx = protocol.context(cfg, datasets.load("cifar10", data_dir), None, progress=False)
-  phase = M.original(ctx)
+  exp = protocol.setup(cfg, datasets.load("cifar10", data_dir))
+  phase = phases.run(exp, phases.Runner(None, progress=False), methods.original(exp))
   t0 = time.perf_counter()
-  scores = protocol.scores(ctx, phase)
+  scores = protocol.scores(exp, phase)
   o = phase.outcome
-  return {"mode": mode, "devices": ctx.par.n, "train_img_s": o["images_per_s"],
+  return {"mode": mode, "devices": exp.par.n, "train_img_s": o["images_per_s"],
           "train_s": o["rte_s"], "compile_s": o["compile_s"],
           "eval_s": time.perf_counter() - t0, "val_acc": scores["val"]["TA"]}
 

@@ -69,7 +69,7 @@ def main(argv=None):
 
   import numpy as np
   from experiments import cifar_random_forget  # noqa: F401  (requests host devices)
-  from ugradsl_jax import configs, datasets, methods as M, metrics, protocol
+  from ugradsl_jax import configs, datasets, methods as M, metrics, phases, protocol
 
   base = configs.get(args.preset, args.dataset, model=args.model)
   rows = []
@@ -81,12 +81,12 @@ def main(argv=None):
                               pretrain=dataclasses.replace(cfg.pretrain, **tr))
     data = datasets.load(args.dataset, args.data, text=cfg.text)
     configs.validate(cfg)
-    ctx = protocol.context(cfg, data, None, progress=False)
-    split = ctx.split
-    ph = M.original(ctx)
+    exp = protocol.setup(cfg, data)
+    split = exp.split
+    ph = phases.run(exp, phases.Runner(None, progress=False), M.original(exp))
     variables = {"params": ph.state.params, "batch_stats": ph.state.batch_stats}
-    out = metrics.outputs(ctx.model(None), variables, ctx.data, split, cfg.eval_batch,
-                          ctx.par)
+    out = metrics.outputs(exp.model(None), variables, exp.data, split, cfg.eval_batch,
+                          exp.par)
     acc = lambda part: 100.0 * float(np.mean(out[part][0]))
     train_acc = (acc("forget") * len(split.forget) + acc("retain") * len(split.retain)) \
         / (len(split.forget) + len(split.retain))

@@ -54,14 +54,14 @@ def parse(argv=None):
 
 def main(argv=None):
   args = parse(argv)
-  import jax.numpy as jnp
-  from ugradsl_jax import configs, datasets, methods as M
+  from ugradsl_jax import configs, datasets, experiment, phases
+  from ugradsl_jax import methods as M
   from ugradsl_jax import models, parallel, protocol, train
 
   cfg = configs.get(args.preset)
   width = args.width or (8 if args.preset == "quick" else cfg.width)
   # Always ResNet-18 (torch_ref has only that), even for the smoke preset.
-  cfg = dataclasses.replace(cfg, model="resnet18", tiny=False, width=width)
+  cfg = dataclasses.replace(cfg, model="resnet18", tiny=False, width=width, dtype=args.dtype)
   names = [n.strip() for n in args.methods.split(",") if n.strip()]
   for n in names:
     e = cfg.methods[n].epochs
@@ -70,24 +70,22 @@ def main(argv=None):
   data = datasets.load("cifar10", args.data)
   split, data = protocol.labelled(cfg, data)
   par = parallel.make("none")
-  dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
   build = functools.partial(models.build, "resnet18", num_classes=10, mean=data.mean,
                             std=data.std, width=width)
   v = train.init_variables(build(), 0)
-  orig = M.Phase(types.SimpleNamespace(params=v["params"], batch_stats=v["batch_stats"]), {})
+  orig = phases.Phase(types.SimpleNamespace(params=v["params"], batch_stats=v["batch_stats"]),
+                      {})
 
   torch_fn = None if args.no_torch else _torch_runner(data, split, cfg, width, args)
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    ctx = M.Context(cfg=cfg, data=data, split=split, par=par, workdir=Path(tmp),
-                    progress=False)
-    if dtype != jnp.float32:  # compute dtype for a mixed-precision run
-      ctx.model = lambda axis_name="unset": build(
-          axis_name=par.axis_name if axis_name == "unset" else axis_name, dtype=dtype)
+    # cfg.dtype: the compute dtype of a mixed-precision run.
+    exp = experiment.make(cfg, data, split, par)
+    runner = phases.Runner(Path(tmp), progress=False)
     for name in names:
       m = cfg.methods[name]
       t0 = time.perf_counter()
-      phase = M.REGISTRY[name](ctx, orig, m)
+      phase = phases.run(exp, runner, M.REGISTRY[name](exp, orig, m))
       wall = time.perf_counter() - t0
       o = phase.outcome
       row = {"method": name, "epochs": m.epochs, "steps": o["steps"], "width": width,

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import unlearn as cli  # requests the host devices before JAX starts
 
 from ugradsl_jax import checkpoint, configs, datasets, distributed, fleet, plots, protocol  # noqa: E402,I001
-from ugradsl_jax import methods as M  # noqa: E402
+from ugradsl_jax import methods, phases  # noqa: E402
 from ugradsl_jax import report, workdir as workdir_lock  # noqa: E402
 
 
@@ -64,23 +64,25 @@ def main(argv=None) -> int:
 def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
         progress: bool = False) -> dict:
   t0 = time.perf_counter()
-  ctx = protocol.context(cfg, data, workdir, progress)
-  protocol.preflight(ctx, ["retrain", *names])
+  exp = protocol.setup(cfg, data)
+  protocol.preflight(exp, workdir, ["retrain", *names])
   workdir_lock.lock(workdir)
-  orig = M.original(ctx)
+  runner = phases.Runner(workdir, progress)
+  orig = phases.run(exp, runner, methods.original(exp))
   log = lambda s: print(s, flush=True)  # noqa: E731
   log(f"Retrain fleet ({n} models) ...")
-  retrained = fleet.train_fleet(ctx, orig, "retrain", n, log=log)
+  retrained = fleet.train_fleet(exp, runner, orig, "retrain", n, log=log)
   log(f"control fleet ({n} more Retrains) ...")
-  fleets = {fleet.CONTROL: fleet.train_fleet(ctx, orig, "retrain", n, offset=n, log=log)}
+  fleets = {fleet.CONTROL: fleet.train_fleet(exp, runner, orig, "retrain", n, offset=n,
+                                             log=log)}
   for name in names:
     log(f"{name} fleet ({n} models) ...")
-    fleets[name] = fleet.train_fleet(ctx, orig, name, n, log=log)
-  labels = ctx.data.train_y[ctx.split.forget]
+    fleets[name] = fleet.train_fleet(exp, runner, orig, name, n, log=log)
+  labels = exp.data.train_y[exp.split.forget]
   rows = fleet.audit_rows(fleets, retrained, labels, seed=cfg.seed)
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
          "preset": cfg.preset, "seed": cfg.seed, "num_models": n,
-         "forget_size": int(len(ctx.split.forget)), "methods": rows,
+         "forget_size": int(len(exp.split.forget)), "methods": rows,
          "retrain": {"RA": float(retrained.ra.mean()), "TA": float(retrained.ta.mean()),
                      "UA": float(retrained.ua.mean()), "fleet_wall_s": retrained.wall_s},
          "config": cfg.to_dict(), "machine": report.machine(),

@@ -137,7 +137,7 @@ def test_salun_leaves_weights_outside_its_mask_bit_for_bit(full_run, shared_tar)
   from ugradsl_jax import checkpoint, configs, datasets, methods, protocol, train
   wd, _ = full_run
   cfg = configs.get("smoke")
-  ctx = protocol.context(cfg, datasets.load("cifar10", str(shared_tar)), wd, False)
+  ctx = protocol.setup(cfg, datasets.load("cifar10", str(shared_tar)))
   assert cfg.methods["salun"].momentum > 0 and cfg.methods["salun"].weight_decay > 0
   tx = train.sgd(train.lr_schedule("constant", 0.1, 1, 1))  # the saved states' structure
   v = train.init_variables(ctx.model(None), 0)

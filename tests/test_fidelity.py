@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import ugradsl_jax as ug
-from ugradsl_jax import batching, configs, loop, methods, parallel, train, ugradsl_step
+from ugradsl_jax import batching, configs, loop, methods, parallel, phases, train, ugradsl_step
 
 
 class Linear(nn.Module):
@@ -273,7 +273,7 @@ def test_divergence_on_the_first_step_leaves_nothing_to_score(toy):
   for a, b in zip(jax.tree.leaves(res.state.params), jax.tree.leaves(v["params"])):
     np.testing.assert_array_equal(a, b)
   from ugradsl_jax import protocol
-  row = protocol._row(methods.Phase(res.state, {
+  row = protocol._row(phases.Phase(res.state, {
       "diverged": True, "diverged_step": 1, "no_finite_step": True, "rte_s": 0.1,
       "compile_s": 0.0}), {"test": {"UA": 5.0, "RA": 90.0, "TA": 80.0, "MIA": 3.0},
                            "val": {"UA": 5.0, "RA": 90.0, "TA": 80.0, "MIA": 3.0}}, {})

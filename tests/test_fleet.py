@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT  # noqa: F401  (puts the repository on sys.path)
 from ugradsl_jax import configs, fleet, protocol
-from ugradsl_jax import methods as M
+from ugradsl_jax import methods, phases
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +39,11 @@ def test_members_differ_and_a_rerun_reuses_them(audited, cifar):
   """Members differ in their own randomness (a member is not a copy); a
   fleet trained again from the workdir is the same models, read back."""
   wd, _ = audited
-  ctx = protocol.context(configs.get("smoke"), cifar, wd, progress=False)
-  orig = M.original(ctx)
-  again = fleet.train_fleet(ctx, orig, "ga", 4, log=lambda s: None)
-  first = fleet.train_fleet(ctx, orig, "ga", 4, log=lambda s: None)
+  exp = protocol.setup(configs.get("smoke"), cifar)
+  runner = phases.Runner(wd, progress=False)
+  orig = phases.run(exp, runner, methods.original(exp))
+  again = fleet.train_fleet(exp, runner, orig, "ga", 4, log=lambda s: None)
+  first = fleet.train_fleet(exp, runner, orig, "ga", 4, log=lambda s: None)
   np.testing.assert_array_equal(again.logits, first.logits)
   assert again.rte_s == first.rte_s  # read from the saved outcomes: nothing retrained
   assert not np.array_equal(again.logits[0], again.logits[1])  # negative control

@@ -75,8 +75,7 @@ def test_class_wise_each_loop_kind(cifar, tmp_path):
   res = _run(cfg, cifar, tmp_path, CLASS_WISE)
   assert list(res["methods"]) == CLASS_WISE
   assert (res["scenario"], res["num_classes"], res["forgotten"]) == ("class", 10, "class 3 (cat)")
-  ctx = protocol.context(cfg, cifar, None)
-  s = ctx.split
+  s = protocol.labelled(cfg, cifar)[0]
   # The forget set is the whole class; the test set leaves it out and the
   # forgotten test images are exactly that class's share of the test subset.
   assert set(cifar.train_y[s.forget]) == {3} and 3 not in set(cifar.train_y[s.retain])

@@ -86,19 +86,20 @@ def test_paired_cycles_the_secondary_set():
 def test_phase_without_workdir_equals_the_checkpointed_phase(cifar, tmp_path):
   """workdir=None (screening, benchmarks) trains the same model and writes nothing."""
   import dataclasses
-  from ugradsl_jax import configs, protocol
+  from ugradsl_jax import configs, experiment, phases, protocol
   cfg = configs.get("smoke")
-  split = protocol.context(cfg, cifar, None).split
-  def ctx(wd, seed=1):
-    return methods.Context(cfg=dataclasses.replace(cfg, seed=seed), data=cifar,
-                           split=split, par=parallel.make("none"), workdir=wd,
-                           progress=False)
-  saved = methods.original(ctx(tmp_path / "w"))
-  bare = methods.original(ctx(None))
+  exp = protocol.setup(cfg, cifar)
+
+  def original(wd, seed=1):
+    e = experiment.make(dataclasses.replace(cfg, seed=seed), cifar, exp.split,
+                        parallel.make("none"))
+    return phases.run(e, phases.Runner(wd, progress=False), methods.original(e))
+  saved = original(tmp_path / "w")
+  bare = original(None)
   leaves = lambda p: jax.tree.leaves(jax.device_get(p.state.params))
   for a, b in zip(leaves(saved), leaves(bare)):
     np.testing.assert_array_equal(a, b)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
   # Negative control: another seed initialises and orders data differently.
-  other = methods.original(ctx(None, seed=2))
+  other = original(None, seed=2)
   assert not all(np.array_equal(a, b) for a, b in zip(leaves(bare), leaves(other)))

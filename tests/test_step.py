@@ -318,16 +318,14 @@ def test_passes_flag_is_checked_before_anything_runs(tmp_path):
   with pytest.raises(configs.ConfigError, match="--passes 'three'"):
     configs.validate(dataclasses.replace(cfg, passes="three"))
   # UGradSL+ of the quick preset pairs 256 retain with 64 forget images.
-  ctx = protocol.context(dataclasses.replace(configs.get("smoke"), passes="one"),
-                         _fake_data(), tmp_path)
-  ctx.cfg = dataclasses.replace(ctx.cfg, methods={
-      **ctx.cfg.methods, "ugradsl_plus": dataclasses.replace(
-          ctx.cfg.methods["ugradsl_plus"], forget_batch_size=8)})
+  smoke = dataclasses.replace(configs.get("smoke"), passes="one")
+  exp = protocol.setup(configs.with_method(smoke, "ugradsl_plus", forget_batch_size=8),
+                       _fake_data())
   with pytest.raises(configs.ConfigError, match="ugradsl_plus needs a fixed rate and equal"):
-    protocol.preflight(ctx, ["retrain", "ugradsl", "ugradsl_plus"])
+    protocol.preflight(exp, tmp_path, ["retrain", "ugradsl", "ugradsl_plus"])
   with pytest.raises(configs.ConfigError, match="ugradsl_adaptive needs a fixed rate"):
-    protocol.preflight(ctx, ["retrain", "ugradsl_adaptive"])
-  protocol.preflight(ctx, ["retrain", "ugradsl"])  # equal batches, fixed rate: fine
+    protocol.preflight(exp, tmp_path, ["retrain", "ugradsl_adaptive"])
+  protocol.preflight(exp, tmp_path, ["retrain", "ugradsl"])  # equal batches, fixed rate: fine
   assert not any(tmp_path.iterdir())  # refused before anything was written
 
 

@@ -71,19 +71,19 @@ def test_a_workdir_of_another_protocol_version_is_refused(few_run, cifar, tmp_pa
   and the l1 schedule work) are refused with the difference named, and the
   workdir is left as it was; the same version reuses them."""
   import shutil
-  from ugradsl_jax import checkpoint, configs, protocol
-  from ugradsl_jax import methods as M
+  from ugradsl_jax import checkpoint, configs, experiment, methods, phases, protocol
   wd = tmp_path / "wd"
   shutil.copytree(few_run / "original", wd / "original")
   before = sorted(p.relative_to(wd) for p in wd.rglob("*"))
-  ctx = protocol.context(configs.get("smoke"), cifar, wd, progress=False)
-  monkeypatch.setattr(M, "PROTOCOL_VERSION", M.PROTOCOL_VERSION - 1)
-  with pytest.raises(checkpoint.CheckpointError,
-                     match=f"protocol: saved {M.PROTOCOL_VERSION + 1}, now {M.PROTOCOL_VERSION}"):
-    M.original(ctx)
+  exp = protocol.setup(configs.get("smoke"), cifar)
+  runner = phases.Runner(wd, progress=False)
+  v = experiment.PROTOCOL_VERSION
+  monkeypatch.setattr(experiment, "PROTOCOL_VERSION", v - 1)
+  with pytest.raises(checkpoint.CheckpointError, match=f"protocol: saved {v}, now {v - 1}"):
+    phases.run(exp, runner, methods.original(exp))
   assert sorted(p.relative_to(wd) for p in wd.rglob("*")) == before
   monkeypatch.undo()
   # Negative control: under the version it was saved with, it is reused as is.
-  assert M.original(ctx).outcome
+  assert phases.run(exp, runner, methods.original(exp)).outcome
   assert sorted(p.relative_to(wd) for p in wd.rglob("*") if "scores" not in p.name) == \
       [p for p in before if "scores" not in p.name]

@@ -18,9 +18,11 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from . import configs, contract, metrics, parallel, train
+from . import configs, contract, experiment, metrics, parallel, phases, train
 from . import methods as M
-from .datasets import Dataset
+from .dataset import Dataset
+from .experiment import Experiment
+from .phases import Phase
 from .split import Split
 
 
@@ -71,8 +73,8 @@ def _parallel(mode: str | None, batches) -> parallel.Parallel:
   return parallel.make(mode)
 
 
-def _context(model: contract.Model, k: int, forget, retain, cfg, seed,
-             progress) -> M.Context:
+def _experiment(model: contract.Model, k: int, forget, retain, cfg,
+                seed) -> Experiment:
   """The in-memory data set, split and devices of one unlearn() call:
   forget examples first, then retain; no validation or test set."""
   (xf, yf), (xr, yr) = forget, retain
@@ -91,8 +93,7 @@ def _context(model: contract.Model, k: int, forget, retain, cfg, seed,
               if b])
   par = _parallel(cfg.parallel if cfg.parallel != "auto" else None, batches)
   cfg = dataclasses.replace(cfg, parallel=par.mode)
-  return M.Context(cfg=cfg, data=data, split=split, par=par, workdir=None,
-                   progress=progress, user_model=model)
+  return experiment.make(cfg, data, split, par, user_model=model)
 
 
 def unlearn(model, variables, forget, retain, *, method: str = "ugradsl", seed: int = 0,
@@ -139,13 +140,14 @@ def unlearn(model, variables, forget, retain, *, method: str = "ugradsl", seed: 
                               parallel=parallel or "auto", log_every=1)
   configs.validate(dataclasses.replace(cfg, parallel="none"))
   v0 = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-  ctx = _context(wrapped, k, (xf, yf), (xr, yr), cfg, seed, progress)
+  exp = _experiment(wrapped, k, (xf, yf), (xr, yr), cfg, seed)
   if method == "retrain":
-    phase = M.train_from_scratch(ctx, "retrain", ctx.split.retain, rec)
+    todo = M.train_from_scratch(exp, "retrain", exp.split.retain, rec)
   else:
     state = jax.device_get(train.create_state(v0["params"], v0["batch_stats"],
                                               train.sgd(0.0)))
-    phase = M.REGISTRY[method](ctx, M.Phase(state, {}), rec)
+    todo = M.REGISTRY[method](exp, Phase(state, {}), rec)
+  phase = phases.run(exp, phases.Runner(None, progress), todo)
   if phase.outcome.get("diverged"):
     raise FloatingPointError(f"{method} diverged at step {phase.outcome['diverged_step']} "
                              "(a loss or gradient went non-finite); lower lr")

@@ -1,8 +1,8 @@
 """The other baselines as phases: SSD, IU (WoodFisher), Boundary Shrink and
 Expanding, SCRUB.
 
-The math is baselines.py's; this module feeds it the split's data and
-times it. Where the reference code leaves a choice open:
+The math is baselines.py's; this module feeds it the split's data, times
+it, and returns each method's recipe (phases.Trained or phases.Computed). Where the reference code leaves a choice open:
 
 - SSD and IU compute their gradients in eval mode (BatchNorm's running
   statistics), as the references put the model in eval mode, on one device
@@ -35,6 +35,7 @@ import optax
 
 from . import baselines, batching, losses, train
 from . import methods as M
+from .phases import Phase, Trained
 from .configs import ConfigError
 from .parallel import pmean
 
@@ -48,12 +49,12 @@ def _eval_loss(model, batch_stats):
   return loss
 
 
-def _batches(ctx, indices, batch: int, stream: str):
+def _batches(exp, indices, batch: int, stream: str):
   """One seeded, shuffled pass over `indices`: (x, y, w) host batches."""
-  b, steps = batching.epochs(indices, batch, ctx.cfg.seed, stream=zlib.crc32(stream.encode()))
+  b, steps = batching.epochs(indices, batch, exp.cfg.seed, stream=zlib.crc32(stream.encode()))
   for s in range(steps):
     r = b(s)
-    yield (ctx.data.train_x[r["idx"]], np.asarray(ctx.data.train_y[r["idx"]], np.int32),
+    yield (exp.data.train_x[r["idx"]], np.asarray(exp.data.train_y[r["idx"]], np.int32),
            r["w"])
 
 
@@ -70,15 +71,15 @@ def _batch_size(m, indices) -> int:
 # ---------------------------------------------------------------- SSD
 
 
-def ssd(ctx, orig, m):
+def ssd(exp, orig, m):
   """Selective synaptic dampening (Foster et al., AAAI 2024): training-free."""
-  model, params = ctx.model(None), orig.state.params
+  model, params = exp.model(None), orig.state.params
   grad = jax.grad(_eval_loss(model, orig.state.batch_stats))
 
   def compute():
-    s = ctx.split
+    s = exp.split
     bs = _batch_size(m, s.forget)
-    first = next(_batches(ctx, s.forget, bs, "ssd/forget"))
+    first = next(_batches(exp, s.forget, bs, "ssd/forget"))
     g, compile_s = _compiled(grad, params, first)
     dampen, c2 = _compiled(functools.partial(baselines.ssd_dampen, selection=m.selection,
                                              dampening=m.dampening),
@@ -87,7 +88,7 @@ def ssd(ctx, orig, m):
 
     def importance(indices, stream):
       acc, n = baselines.importance_init(params), 0
-      for batch in _batches(ctx, indices, bs, stream):
+      for batch in _batches(exp, indices, bs, stream):
         acc, n = baselines.importance_add(acc, g(params, batch)), n + 1
       return baselines.importance_mean(acc, n)
     # The forget set's importances and the whole training set's (D_f + D_r).
@@ -98,7 +99,7 @@ def ssd(ctx, orig, m):
                   for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
     return new, {"rte_s": time.perf_counter() - t0, "compile_s": compile_s + c2,
                  "dampened_weights": changed}
-  return M.one_shot_phase(ctx, "ssd", m, orig, compute)
+  return M.computed(orig, "ssd", m, compute)
 
 
 # ---------------------------------------------------------------- IU
@@ -107,9 +108,9 @@ def ssd(ctx, orig, m):
 IU_CHUNK = 64
 
 
-def iu(ctx, orig, m):
+def iu(exp, orig, m):
   """Influence unlearning with the WoodFisher inverse-Hessian estimate."""
-  model, params = ctx.model(None), orig.state.params
+  model, params = exp.model(None), orig.state.params
   loss = _eval_loss(model, orig.state.batch_stats)
   summed = jax.grad(lambda p, b: loss(p, b) * jnp.sum(b[2]))  # the batch's summed gradient
 
@@ -120,27 +121,27 @@ def iu(ctx, orig, m):
   per_example = functools.partial(baselines.flat_per_example_grads, one)
 
   def compute():
-    s = ctx.split
+    s = exp.split
     bs = _batch_size(m, s.forget)
-    first = next(_batches(ctx, s.forget, bs, "iu/forget"))
+    first = next(_batches(exp, s.forget, bs, "iu/forget"))
     g_sum, compile_s = _compiled(summed, params, first)
     t0 = time.perf_counter()
 
     def mean_grad(indices, stream):
       total = None
-      for batch in _batches(ctx, indices, bs, stream):  # every batch bs rows, padded
+      for batch in _batches(exp, indices, bs, stream):  # every batch bs rows, padded
         gb = g_sum(params, batch)
         total = gb if total is None else jax.tree.map(jnp.add, total, gb)
       return jax.tree.map(lambda t: t / len(indices), total)
     gf = mean_grad(s.forget, "iu/forget")
     gr = mean_grad(s.retain, "iu/retain")
     k = min(baselines.woodfisher_num_examples(m.num_samples), len(s.retain))
-    sample = np.random.default_rng([ctx.cfg.seed, 0x1F]).permutation(s.retain)[:k]
+    sample = np.random.default_rng([exp.cfg.seed, 0x1F]).permutation(s.retain)[:k]
     chunk = min(IU_CHUNK, k)
 
     def rows_of(idx):  # one shape for every chunk: the last is padded, then cut
       pad = np.concatenate([idx, np.repeat(idx[:1], chunk - len(idx))])
-      return (ctx.data.train_x[pad], np.asarray(ctx.data.train_y[pad], np.int32))
+      return (exp.data.train_x[pad], np.asarray(exp.data.train_y[pad], np.int32))
     # Compiled before the clock starts, as every other method's steps are.
     rte_s = time.perf_counter() - t0
     first_rows = rows_of(sample[:chunk])
@@ -156,28 +157,28 @@ def iu(ctx, orig, m):
     new = jax.block_until_ready(update(params, gf, gr, jnp.concatenate(rows)))
     return new, {"rte_s": rte_s + time.perf_counter() - t1,
                  "compile_s": compile_s + c1 + c2, "woodfisher_examples": int(k)}
-  return M.one_shot_phase(ctx, "iu", m, orig, compute)
+  return M.computed(orig, "iu", m, compute)
 
 
 # ---------------------------------------------------------------- Boundary Shrink
 
 
-def boundary_shrink(ctx, orig, m):
+def boundary_shrink(exp, orig, m):
   """Boundary Shrink (Chen et al., CVPR 2023): each forget image's label
   becomes the class the original model gives its FGSM perturbation (the
   nearest wrong class), and the model is fine-tuned on D_f toward them."""
-  if ctx.data.modality != "image" or not np.issubdtype(ctx.data.train_x.dtype, np.integer):
+  if exp.data.modality != "image" or not np.issubdtype(exp.data.train_x.dtype, np.integer):
     raise ConfigError("boundary_shrink perturbs images (uint8 pixel levels); this data "
-                      f"set's inputs are {ctx.data.train_x.dtype} "
-                      f"{'token ids' if ctx.data.modality == 'text' else 'values'}")
-  model = ctx.model(None)
+                      f"set's inputs are {exp.data.train_x.dtype} "
+                      f"{'token ids' if exp.data.modality == 'text' else 'values'}")
+  model = exp.model(None)
   v = {"params": orig.state.params, "batch_stats": orig.state.batch_stats}
   logits_fn = lambda x: model.apply(v, x, train=False)  # noqa: E731
-  s = ctx.split
+  s = exp.split
   bs = min(m.batch_size, len(s.forget))
   label = jax.jit(functools.partial(baselines.fgsm_nearest_wrong_label, logits_fn,
                                     bound=m.bound))
-  x0 = ctx.data.train_x[s.forget[:bs]]
+  x0 = exp.data.train_x[s.forget[:bs]]
   t0 = time.perf_counter()
   label = label.lower(np.zeros_like(x0), np.zeros(bs, np.int32)).compile()
   attack_compile_s = time.perf_counter() - t0
@@ -185,20 +186,21 @@ def boundary_shrink(ctx, orig, m):
   new = np.empty(len(s.forget), np.int32)
   for c in range(0, len(s.forget), bs):
     idx, w = batching.padded(s.forget[c:c + bs], bs)
-    out = np.asarray(label(ctx.data.train_x[idx], np.asarray(ctx.data.train_y[idx], np.int32)))
+    out = np.asarray(label(exp.data.train_x[idx], np.asarray(exp.data.train_y[idx], np.int32)))
     new[c:c + bs] = out[:int(w.sum())]
   attack_s = time.perf_counter() - t0
   lookup = dict(zip(s.forget.tolist(), new.tolist()))
-  base, spe = batching.epochs(s.forget, bs, ctx.cfg.seed,
+  base, spe = batching.epochs(s.forget, bs, exp.cfg.seed,
                               stream=zlib.crc32(b"boundary_shrink"), augment=m.augment)
 
   def batches(step):
     b = base(step)
     return {**b, "y": np.array([lookup[int(i)] for i in b["idx"]], np.int32)}
-  return M._descent(ctx, "boundary_shrink", m, orig, None, role="forget",
-                    batches=(batches, spe, bs),
-                    extra={"setup_s": attack_s, "setup_compile_s": attack_compile_s,
-                           "shrunk_to_other_class": float(np.mean(new != ctx.data.train_y[s.forget]))})
+  return M.descent(exp, "boundary_shrink", m, orig, None, role="forget",
+                   batches=(batches, spe, bs),
+                   extra={"setup_s": attack_s, "setup_compile_s": attack_compile_s,
+                          "shrunk_to_other_class":
+                              float(np.mean(new != exp.data.train_y[s.forget]))})
 
 
 # ---------------------------------------------------------------- SCRUB
@@ -254,27 +256,27 @@ def scrub_batches(forget, retain, batch: int, seed: int, epochs: int, msteps: in
   return batches, len(plan)
 
 
-def scrub(ctx, orig, m):
+def scrub(exp, orig, m):
   """SCRUB (Kurmanji et al., NeurIPS 2023): a student from the original
   model, pushed away from the frozen original (the teacher) on D_f and kept
   close to it, and to the labels, on D_r. One batch size for both passes
   (one compiled step), the preset's SGD in place of the reference's choice
   of Adam or SGD, and no learning-rate decay (the reference's first decay
   comes after the epochs it runs at this scale)."""
-  s = ctx.split
-  bs = ctx.batch_for(m.batch_size, s.forget, "--scrub_batch_size")
-  ctx.par.check_batch(bs, "--scrub batch size")
-  batches, total = scrub_batches(s.forget, s.retain, bs, ctx.cfg.seed, m.epochs, m.msteps,
+  s = exp.split
+  bs = exp.batch_for(m.batch_size, s.forget)
+  exp.par.check_batch(bs, "--scrub batch size")
+  batches, total = scrub_batches(s.forget, s.retain, bs, exp.cfg.seed, m.epochs, m.msteps,
                                  m.augment)
   tx, schedule, opt_hp = M._tx(m, total, max(total // max(m.epochs, 1), 1))
-  step = functools.partial(scrub_step, model=ctx.model(), tx=tx, temperature=m.temperature,
+  step = functools.partial(scrub_step, model=exp.model(), tx=tx, temperature=m.temperature,
                            kd_weight=m.kd_weight, ce_weight=m.ce_weight)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  teacher = ctx.par.replicate({"params": orig.state.params,
+  teacher = exp.par.replicate({"params": orig.state.params,
                                "batch_stats": orig.state.batch_stats})
-  data = {**ctx.device_data, "teacher": teacher}
-  return M.run_phase(ctx, "scrub", state0, step, batches, total, bs, m,
-                     hp={"total_steps": float(total), **opt_hp}, data=data, lr_fn=schedule)
+  data = {**exp.device_data, "teacher": teacher}
+  return Trained("scrub", state0, step, batches, total, bs, m, data=data,
+                 hp={"total_steps": float(total), **opt_hp}, lr_fn=schedule)
 
 
 # ---------------------------------------------------------------- Boundary Expanding
@@ -305,39 +307,41 @@ def _with(tree, path, value):
   return {**tree, path[0]: _with(tree[path[0]], path[1:], value)}
 
 
-def boundary_expanding(ctx, orig, m):
+def boundary_expanding(exp, orig, m):
   """Boundary Expanding (Chen et al., CVPR 2023): the head gets a shadow
   class K, the forget examples are trained toward it (D_f only), and the
   shadow unit is pruned, giving back a K-class model. It rebuilds the model
   with K + 1 outputs, so it needs a registry model; a user's model (the
   API) is refused."""
-  if ctx.user_model is not None:
+  if exp.user_model is not None:
     raise ConfigError("boundary_expanding rebuilds the model's head with one more class, "
                       "which only the library's own models (ugradsl_jax.models) can do")
-  k = ctx.data.num_classes
-  big_ctx = dataclasses.replace(
-      ctx, data=dataclasses.replace(ctx.data, class_names=(*ctx.data.class_names, "shadow")))
-  big_ctx._device_data = ctx.device_data
+  k = exp.data.num_classes
+  big_exp = dataclasses.replace(
+      exp, data=dataclasses.replace(exp.data, class_names=(*exp.data.class_names, "shadow")))
   big_vars = jax.eval_shape(lambda: train.init_variables(
-      big_ctx.model(None), 0, ctx.data.input_shape, ctx.data.train_x.dtype))
+      big_exp.model(None), 0, exp.data.input_shape, exp.data.train_x.dtype))
   path = _head_path(orig.state.params, big_vars["params"])
-  key = jax.random.key(zlib.crc32(f"{ctx.cfg.seed}/boundary_expanding".encode()))
+  key = jax.random.key(zlib.crc32(f"{exp.cfg.seed}/boundary_expanding".encode()))
   head = baselines.add_shadow_class(_at(orig.state.params, path), key)
-  big = M.Phase(orig.state.replace(params=jax.device_get(
+  big = Phase(orig.state.replace(params=jax.device_get(
       _with(orig.state.params, path, head))), orig.outcome)
-  s = ctx.split
-  bs = ctx.batch_for(m.batch_size, s.forget, "--boundary_expanding_batch_size")
-  base, spe = batching.epochs(s.forget, bs, ctx.cfg.seed,
+  s = exp.split
+  bs = exp.batch_for(m.batch_size, s.forget)
+  base, spe = batching.epochs(s.forget, bs, exp.cfg.seed,
                               stream=zlib.crc32(b"boundary_expanding"), augment=m.augment)
   shadow = np.full(bs, k, np.int32)
 
   def batches(step):
     return {**base(step), "y": shadow}
-  phase = M._descent(big_ctx, "boundary_expanding", m, big, None, role="forget",
-                     batches=(batches, spe, bs))
-  pruned = baselines.prune_shadow_class(_at(phase.state.params, path))
-  state = phase.state.replace(params=jax.device_get(_with(phase.state.params, path, pruned)))
-  return M.Phase(state, phase.outcome)
+
+  def prune(phase: Phase) -> Phase:
+    pruned = baselines.prune_shadow_class(_at(phase.state.params, path))
+    return Phase(phase.state.replace(params=jax.device_get(
+        _with(phase.state.params, path, pruned))), phase.outcome)
+  # Saved with K + 1 classes: the phase's checkpoints hold the shadow head.
+  return M.descent(big_exp, "boundary_expanding", m, big, None, role="forget",
+                   batches=(batches, spe, bs), meta={"num_classes": k + 1}, finish=prune)
 
 
 REGISTRY = {"ssd": ssd, "iu": iu, "boundary_shrink": boundary_shrink, "scrub": scrub,

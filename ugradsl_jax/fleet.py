@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import metrics, protocol
-from . import methods as M
+from . import methods, metrics, phases
+from .experiment import Experiment
+from .phases import Phase, Runner
 
 CONTROL = "retrain_control"
 
@@ -38,14 +39,13 @@ def member_seed(split_seed: int, i: int) -> int:
   return zlib.crc32(f"fleet/{split_seed}/{i}".encode()) & 0x7FFFFFFF
 
 
-def member_context(ctx: M.Context, workdir: Path | None, i: int) -> M.Context:
-  """ctx with member i's seed, the same split and device data, its own workdir."""
-  cfg = dataclasses.replace(ctx.cfg, seed=member_seed(ctx.cfg.seed, i))
-  member = dataclasses.replace(ctx, cfg=cfg,
-                               workdir=None if workdir is None else
-                               Path(workdir) / "fleet" / f"member_{i}")
-  member._device_data = ctx.device_data
-  return member
+def member(exp: Experiment, runner: Runner, i: int) -> tuple[Experiment, Runner]:
+  """Member i's experiment (its seed; the same split and device data) and
+  runner (its own folder under the workdir's fleet/)."""
+  cfg = dataclasses.replace(exp.cfg, seed=member_seed(exp.cfg.seed, i))
+  workdir = None if runner.workdir is None else \
+      Path(runner.workdir) / "fleet" / f"member_{i}"
+  return dataclasses.replace(exp, cfg=cfg), dataclasses.replace(runner, workdir=workdir)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -53,11 +53,11 @@ def _logits(model, variables, x):
   return model.apply(variables, x, train=False).astype(jnp.float32)
 
 
-def forget_logits(ctx: M.Context, phase: M.Phase, batch: int = 1000) -> np.ndarray:
+def forget_logits(exp: Experiment, phase: Phase, batch: int = 1000) -> np.ndarray:
   """Eval-mode logits [n_forget, classes] of a phase's model on the forget set."""
-  model = ctx.model(None)
+  model = exp.model(None)
   v = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
-  x = ctx.data.train_x[ctx.split.forget]
+  x = exp.data.train_x[exp.split.forget]
   out = []
   for s in range(0, len(x), batch):
     xb = x[s:s + batch]
@@ -79,29 +79,30 @@ class Fleet:
   rte_s: float              # the members' RTE summed, as each phase recorded it
 
 
-def train_fleet(ctx: M.Context, orig: M.Phase, method: str, n: int, *,
+def train_fleet(exp: Experiment, runner: Runner, orig: Phase, method: str, n: int, *,
                 offset: int = 0, log=print) -> Fleet:
   """`n` members of `method` (retrain: trained from scratch) with member
   seeds offset .. offset + n - 1."""
   t0 = time.perf_counter()
   logits, ra, ta, ua, rte = [], [], [], [], 0.0
   for i in range(offset, offset + n):
-    mctx = member_context(ctx, ctx.workdir, i)
+    mexp, mrunner = member(exp, runner, i)
     if method == "retrain":
-      phase = M.train_from_scratch(mctx, "retrain", mctx.split.retain, mctx.cfg.pretrain)
+      recipe = methods.train_from_scratch(mexp, "retrain", mexp.split.retain, mexp.cfg.pretrain)
     else:
-      phase = M.REGISTRY[method](mctx, orig, mctx.cfg.methods[method])
+      recipe = methods.REGISTRY[method](mexp, orig, mexp.cfg.methods[method])
+    phase = phases.run(mexp, mrunner, recipe)
     if phase.outcome.get("diverged"):
       log(f"warning: {method} member {i} diverged at step {phase.outcome['diverged_step']}")
-    rte += float(protocol.cost(phase.outcome)["rte_s"] or 0.0)  # as a table row counts it
-    out = metrics.outputs(mctx.model(None), {"params": phase.state.params,
+    rte += float(phases.cost(phase.outcome)["rte_s"] or 0.0)  # as a table row counts it
+    out = metrics.outputs(mexp.model(None), {"params": phase.state.params,
                                              "batch_stats": phase.state.batch_stats},
-                          mctx.data, mctx.split, mctx.cfg.eval_batch, mctx.par)
+                          mexp.data, mexp.split, mexp.cfg.eval_batch, mexp.par)
     sc = metrics.accuracies(out)
     ra.append(sc["RA"])
     ta.append(sc["TA"])
     ua.append(sc["UA"])
-    logits.append(forget_logits(mctx, phase, ctx.cfg.eval_batch))
+    logits.append(forget_logits(mexp, phase, exp.cfg.eval_batch))
   return Fleet(method, np.stack(logits), np.array(ra), np.array(ta), np.array(ua),
                time.perf_counter() - t0, rte)
 

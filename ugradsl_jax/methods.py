@@ -1,6 +1,10 @@
-"""Pretraining, Retrain and the unlearning methods, each a resumable phase.
+"""Pretraining, Retrain and the unlearning methods, as recipes.
 
-A method maps (original model, data, split, recipe) to an unlearned model:
+A method is a function (exp, orig, m) -> recipe: from the experiment (its
+data, split, devices and model), the original model's Phase and the
+method's MethodCfg it builds what phases.run executes (a phases.Trained
+loop of steps, or a phases.Computed one-shot computation). It runs no
+steps itself. REGISTRY maps each name to its function:
   retrain       from scratch on D_r (the gold standard)
   ft            fine-tune on D_r
   ga            gradient ascent on D_f (alpha != 0 gives GA with GLS targets)
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import time
 import zlib
 from pathlib import Path
@@ -28,190 +31,61 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, history, loop, losses, mixing, models, sweep, train, ugradsl_step
-from .configs import Config, ConfigError, MethodCfg, TrainCfg, recipe_meta
-from .datasets import Dataset
-from .parallel import Parallel
-from .split import Split, fingerprint
-
-
-PROTOCOL_VERSION = 2
-
-
-@dataclasses.dataclass
-class Context:
-  """What every phase of one experiment shares."""
-  cfg: Config
-  data: Dataset  # labelled as the model is trained (coarse in the sub-class scenario)
-  split: Split
-  par: Parallel
-  workdir: Path | None  # None: phases are not saved (screening, benchmarks)
-  progress: bool = True
-  probe: Callable[[float], None] | None = None  # a loop.Probe report, every phase
-  _device_data: dict | None = None
-  # A user's model (contract.Model) in place of the registry's cfg.model.
-  user_model: object | None = None
-
-  @functools.cached_property
-  def data_id(self) -> str:
-    h = hashlib.sha256()
-    for a in (self.data.train_x, self.data.train_y, self.data.test_x, self.data.test_y):
-      h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
-
-  @property
-  def device_data(self) -> dict:
-    """Images and labels, put on the device(s) once for every phase."""
-    if self._device_data is None:
-      self._device_data = self.par.replicate({"x": self.data.train_x,
-                                              "y": self.data.train_y})
-    return self._device_data
-
-  def model(self, axis_name="unset"):
-    if self.user_model is not None:
-      return self.user_model
-    axis = self.par.axis_name if axis_name == "unset" else axis_name
-    c, d = self.cfg, self.data
-    return models.build(c.model, num_classes=d.num_classes, mean=d.mean, std=d.std,
-                        width=c.width, depth=c.depth, tiny=c.tiny, axis_name=axis,
-                        vocab_size=d.vocab_size, dtype=jnp.dtype(c.dtype))
-
-  def seed_for(self, name: str) -> int:
-    return zlib.crc32(f"{self.cfg.seed}/{name}".encode())
-
-  def meta(self, name: str, recipe) -> dict:
-    if dataclasses.is_dataclass(recipe):
-      recipe = dataclasses.asdict(recipe)
-    if isinstance(recipe, dict):
-      recipe = recipe_meta(recipe)
-    return {"phase": name, "recipe": recipe, "model": self.cfg.model,
-            "tiny": self.cfg.tiny, "width": self.cfg.width, "depth": self.cfg.depth,
-            "num_classes": self.data.num_classes, "seed": self.cfg.seed,
-            "data": self.data_id, "split": fingerprint(self.split),
-            # Only when not float32, so workdirs from before the flag stay valid.
-            **({"dtype": self.cfg.dtype} if self.cfg.dtype != "float32" else {}),
-            # What a phase computes changed with this version (padded last
-            # batches, RL's loop, the l1 schedule): older workdirs are
-            # refused rather than reused.
-            "protocol": PROTOCOL_VERSION,
-            # Every phase starts from the original model: one read from a
-            # checkpoint is part of what its results depend on.
-            **({"init_checkpoint": self.cfg.init_checkpoint}
-               if self.cfg.init_checkpoint else {})}
-
-  def batch_for(self, size: int, indices, what: str) -> int:
-    """`size`, or, when the set is smaller than one batch (the smoke preset's
-    sub-class forget set holds 9 images against batch 16), the set's size
-    rounded up to a multiple of the device count: one padded batch an epoch,
-    as the reference's DataLoader gives one short batch."""
-    del what
-    if len(indices) >= size:
-      return size
-    return -(-len(indices) // self.par.n) * self.par.n
-
-
-@dataclasses.dataclass
-class Phase:
-  state: train.TrainState  # host copy
-  outcome: dict
-
-
-def run_phase(ctx: Context, name: str, state0, step_fn, batches, num_steps: int,
-              images_per_step: int, recipe, hp=None, data=None, lr_fn=None,
-              extra: dict | None = None) -> Phase:
-  """Reuse a finished phase, resume an unfinished one, or run it from state0.
-  With ctx.workdir None nothing is saved (screening and benchmark runs).
-  `extra` joins the outcome of a phase run now (e.g. SalUn's mask time)."""
-  data = ctx.device_data if data is None else data
-  hooks = [loop.Progress(images_per_step, ctx.progress)]
-  if ctx.probe is not None:
-    hooks.append(loop.Probe(ctx.probe, images_per_step))
-  fit = functools.partial(loop.fit, phase=name, par=ctx.par, step_fn=step_fn,
-                          data=data, batches=batches, num_steps=num_steps,
-                          images_per_step=images_per_step, hp=hp,
-                          ckpt_every=ctx.cfg.ckpt_every, log_every=ctx.cfg.log_every,
-                          lr_fn=lr_fn)
-  if ctx.workdir is None:
-    res = fit(state=state0, hooks=hooks)
-    return Phase(res.state, {**_outcome(res, num_steps, None), **(extra or {}),
-                             "history": res.history})
-  store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
-  try:
-    done = store.outcome()
-    if done is not None:
-      return Phase(jax.device_get(store.restore(checkpoint.abstract_of(state0))), done)
-    state, resumed = state0, None
-    if store.latest_step() is not None:
-      state = jax.device_get(store.restore(checkpoint.abstract_of(state0)))
-      resumed = int(state.step)
-    res = fit(state=state, hooks=[*hooks, loop.HistoryFile(store.dir / history.FILE),
-                                  loop.Checkpoints(store)])
-    outcome = {**_outcome(res, num_steps, resumed), **(extra or {})}
-    if res.diverged and store.latest_step() != int(res.state.step):
-      # The last finite state, frozen after the steps that came before the
-      # divergence: the one a rerun restores and scores.
-      store.save(int(res.state.step), res.state)
-    store.finish(outcome)
-    return Phase(res.state, outcome)
-  finally:
-    store.close()
-
-
-def _outcome(res: loop.FitResult, num_steps: int, resumed) -> dict:
-  return {"diverged": res.diverged, "diverged_step": res.diverged_step,
-          "no_finite_step": res.no_finite_step,
-          "steps": num_steps, "rte_s": res.run_s, "compile_s": res.compile_s,
-          "io_s": res.io_s,
-          "images_per_s": res.images_per_s, "resumed_from_step": resumed,
-          "last_metrics": res.last_metrics,
-          "nonfinite": np.asarray(res.state.nonfinite).tolist()}
+from . import batching, checkpoint, losses, mixing, sweep, train, ugradsl_step
+from .configs import ConfigError, MethodCfg, TrainCfg
+from .experiment import Experiment
+from .phases import Computed, Loaded, Phase, Trained
+from .split import fingerprint
 
 
 # --------------------------------------------------------------------------
 # Training from scratch: the original model and Retrain.
 
-def train_from_scratch(ctx: Context, name: str, indices: np.ndarray,
-                       t: TrainCfg) -> Phase:
-  ctx.par.check_batch(t.batch_size, "pretrain batch size")
-  batches, spe = batching.epochs(indices, t.batch_size, ctx.cfg.seed,
+def train_from_scratch(exp: Experiment, name: str, indices: np.ndarray,
+                       t: TrainCfg) -> Trained:
+  exp.par.check_batch(t.batch_size, "pretrain batch size")
+  batches, spe = batching.epochs(indices, t.batch_size, exp.cfg.seed,
                                  stream=zlib.crc32(name.encode()), augment=t.augment)
   total = spe * t.epochs
   schedule = train.lr_schedule(t.schedule, t.lr, total, spe, t.milestones)
   tx = train.sgd(schedule, t.momentum, t.weight_decay, t.nesterov)
-  variables = train.init_variables(ctx.model(None), ctx.seed_for(name),
-                                   ctx.data.input_shape, ctx.data.train_x.dtype)
+  variables = train.init_variables(exp.model(None), exp.seed_for(name),
+                                   exp.data.input_shape, exp.data.train_x.dtype)
   state0 = train.create_state(variables["params"], variables["batch_stats"], tx)
-  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx)
-  return run_phase(ctx, name, state0, step, batches, total, t.batch_size, t,
-                   lr_fn=schedule)
+  step = functools.partial(train.descent_step, model=exp.model(), tx=tx)
+  return Trained(name, state0, step, batches, total, t.batch_size, t,
+                 data=exp.device_data, lr_fn=schedule)
 
 
-def original(ctx: Context) -> Phase:
-  if ctx.cfg.init_checkpoint:
-    return from_checkpoint(ctx, "original", ctx.cfg.init_checkpoint)
-  return train_from_scratch(ctx, "original", ctx.split.train, ctx.cfg.pretrain)
+def original(exp: Experiment):
+  """The model every method starts from: pretrained on the training set, or
+  read from --init_checkpoint."""
+  if exp.cfg.init_checkpoint:
+    return Loaded("original", functools.partial(from_checkpoint, exp, "original",
+                                                exp.cfg.init_checkpoint))
+  return train_from_scratch(exp, "original", exp.split.train, exp.cfg.pretrain)
 
 
-def from_checkpoint(ctx: Context, name: str, path, check_split: bool = False) -> Phase:
+def from_checkpoint(exp: Experiment, name: str, path, check_split: bool = False) -> Phase:
   """A phase's model read from another run's checkpoint instead of trained
   (--init_checkpoint, --retrain_from). Its tree must fit this run's model;
   with `check_split` the source phase must have been trained on this split.
   The outcome is the source's (its RTE) where it has one."""
   variables, outcome = checkpoint.read_variables(path)
-  want = train.init_variables(ctx.model(None), 0, ctx.data.input_shape,
-                              ctx.data.train_x.dtype)
+  want = train.init_variables(exp.model(None), 0, exp.data.input_shape,
+                              exp.data.train_x.dtype)
   for part in ("params", "batch_stats"):
     bad = checkpoint.tree_mismatch(variables[part], want[part])
     if bad:
       raise checkpoint.CheckpointError(
-          f"{path}: does not fit this run's {ctx.cfg.model} (width {ctx.cfg.width}, "
-          f"{ctx.data.num_classes} classes): {part} {bad}")
+          f"{path}: does not fit this run's {exp.cfg.model} (width {exp.cfg.width}, "
+          f"{exp.data.num_classes} classes): {part} {bad}")
   if check_split:
     saved = (outcome or {}).get("meta", {}).get("split")
-    if saved != fingerprint(ctx.split):
+    if saved != fingerprint(exp.split):
       raise checkpoint.CheckpointError(
           f"{path}: trained on another split (fingerprint {saved}, this run's "
-          f"{fingerprint(ctx.split)}); a Retrain is only comparable on its own split")
+          f"{fingerprint(exp.split)}); a Retrain is only comparable on its own split")
   cast = lambda a, b: np.asarray(a, np.asarray(b).dtype)  # noqa: E731
   state = train.create_state(jax.tree.map(cast, variables["params"], want["params"]),
                              jax.tree.map(cast, variables["batch_stats"], want["batch_stats"]),
@@ -225,14 +99,17 @@ def from_checkpoint(ctx: Context, name: str, path, check_split: bool = False) ->
   return Phase(state, out)
 
 
-def retrain(ctx: Context, orig: Phase, m=None) -> Phase:
+def retrain(exp: Experiment, orig: Phase, m=None):
+  """The gold standard: trained from scratch on D_r (or read from
+  --retrain_from, which must hold a Retrain of this split)."""
   del orig, m
-  if ctx.cfg.retrain_from:
-    src = Path(ctx.cfg.retrain_from)
+  if exp.cfg.retrain_from:
+    src = Path(exp.cfg.retrain_from)
     if (src / "retrain").is_dir():  # a whole workdir
       src = src / "retrain"
-    return from_checkpoint(ctx, "retrain", src, check_split=True)
-  return train_from_scratch(ctx, "retrain", ctx.split.retain, ctx.cfg.pretrain)
+    return Loaded("retrain", functools.partial(from_checkpoint, exp, "retrain", src,
+                                               check_split=True))
+  return train_from_scratch(exp, "retrain", exp.split.retain, exp.cfg.pretrain)
 
 
 # --------------------------------------------------------------------------
@@ -250,50 +127,51 @@ def _tx(m: MethodCfg, total: int, spe: int):
   return train.sgd(schedule, m.momentum, m.weight_decay, m.nesterov), schedule, {}
 
 
-def _descent(ctx, name, m: MethodCfg, orig: Phase, indices, *, role: str,
-             loss_fn=train.ce_loss, sign=1.0, label_key="y", reg_fn=None, mask=None,
-             hp=None, extra=None, batches=None) -> Phase:
+def descent(exp: Experiment, name, m: MethodCfg, orig: Phase, indices, *, role: str,
+            loss_fn=train.ce_loss, sign=1.0, label_key="y", reg_fn=None, mask=None,
+            hp=None, extra=None, batches=None, **recipe_kw) -> Trained:
   """Epochs of descent (sign 1) or ascent (-1) over `indices`, or over
-  `batches` = (batches, steps per epoch, batch size) made by the caller."""
-  ctx.par.check_batch(m.batch_size, f"--{name} batch size")
+  `batches` = (batches, steps per epoch, batch size) made by the caller.
+  `recipe_kw` go to the Trained recipe (meta, finish)."""
+  exp.par.check_batch(m.batch_size, f"--{name} batch size")
   if batches is None:
-    bs = ctx.batch_for(m.batch_size, indices, f"--{name}_batch_size")
-    batches, spe = batching.epochs(indices, bs, ctx.cfg.seed,
+    bs = exp.batch_for(m.batch_size, indices)
+    batches, spe = batching.epochs(indices, bs, exp.cfg.seed,
                                    stream=zlib.crc32(name.encode()), augment=m.augment)
   else:
     batches, spe, bs = batches
   total = spe * m.epochs
   tx, schedule, opt_hp = _tx(m, total, spe)
-  data, mask_key = _with_mask(ctx, mask)
-  step = functools.partial(train.descent_step, model=ctx.model(), tx=tx,
+  data, mask_key = _with_mask(exp, mask)
+  step = functools.partial(train.descent_step, model=exp.model(), tx=tx,
                            loss_fn=loss_fn, sign=sign, reduction=m.reduction,
                            role=role, label_key=label_key, reg_fn=reg_fn,
                            mask_key=mask_key)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   hp = {"total_steps": float(total), **opt_hp, **(hp or {})}
-  return run_phase(ctx, name, state0, step, batches, total, bs, m,
-                   hp=hp, data=data, lr_fn=schedule, extra=extra)
+  return Trained(name, state0, step, batches, total, bs, m, data=data, hp=hp,
+                 lr_fn=schedule, extra=extra or {}, **recipe_kw)
 
 
-def _with_mask(ctx, mask):
+def _with_mask(exp: Experiment, mask):
   """(the device data, the key of the weight mask in it or None)."""
   if mask is None:
-    return ctx.device_data, None
-  return {**ctx.device_data, "mask": ctx.par.replicate(mask)}, "mask"
+    return exp.device_data, None
+  return {**exp.device_data, "mask": exp.par.replicate(mask)}, "mask"
 
 
-def ft(ctx, orig, m):
-  return _descent(ctx, "ft", m, orig, ctx.split.retain, role="retain")
+def ft(exp, orig, m):
+  return descent(exp, "ft", m, orig, exp.split.retain, role="retain")
 
 
 def smoothed_ce(logits, y, hp):
   return losses.smoothed_cross_entropy(logits, y, hp["alpha"])
 
 
-def ga(ctx, orig, m):
+def ga(exp, orig, m):
   # Ascent (sign -1) on the cross entropy, against GLS targets when alpha != 0.
-  return _descent(ctx, "ga", m, orig, ctx.split.forget, role="forget",
-                  loss_fn=smoothed_ce, sign=-1.0, hp={"alpha": m.alpha})
+  return descent(exp, "ga", m, orig, exp.split.forget, role="forget",
+                 loss_fn=smoothed_ce, sign=-1.0, hp={"alpha": m.alpha})
 
 
 # RL's loop as the reference has it per data set (RL.py); elsewhere the
@@ -307,19 +185,19 @@ def rl_loop(m: MethodCfg, dataset: str) -> str:
   return "union" if dataset in RL_UNION_DATASETS else "sequential"
 
 
-def rl(ctx, orig, m, name="rl", mask=None, extra=None):
+def rl(exp, orig, m, name="rl", mask=None, extra=None):
   """Random labels on D_f, true ones on D_r (Unlearn-Saliency RL.py). The
   forget labels are drawn uniformly from all classes (the true one
   included) afresh for every batch ("sequential": a pass over D_f, then a
   pass over D_r, each epoch) or every epoch ("union": one shuffled pass over
   both)."""
-  s = ctx.split
+  s = exp.split
   bs = m.batch_size  # a forget set smaller than a batch: one padded batch
   batches, spe = batching.relabelled(
-      s.forget, s.retain, bs, ctx.cfg.seed, zlib.crc32(name.encode()),
-      ctx.data.train_y, ctx.data.num_classes, rl_loop(m, ctx.cfg.dataset), m.augment)
-  return _descent(ctx, name, m, orig, None, role="train", mask=mask, extra=extra,
-                  batches=(batches, spe, bs))
+      s.forget, s.retain, bs, exp.cfg.seed, zlib.crc32(name.encode()),
+      exp.data.train_y, exp.data.num_classes, rl_loop(m, exp.cfg.dataset), m.augment)
+  return descent(exp, name, m, orig, None, role="train", mask=mask, extra=extra,
+                 batches=(batches, spe, bs))
 
 
 def l1_coefficient(step, hp):
@@ -342,19 +220,19 @@ def l1_penalty(params, step, hp):
   return coef * l1, {"l1_coef": coef}
 
 
-def l1_sparse(ctx, orig, m):
-  spe = batching.steps_per_epoch(len(ctx.split.retain),
-                                 ctx.batch_for(m.batch_size, ctx.split.retain, "l1_sparse"))
-  return _descent(ctx, "l1_sparse", m, orig, ctx.split.retain, role="retain",
-                  reg_fn=l1_penalty,
-                  hp={"l1": m.l1, "steps_per_epoch": float(spe), "epochs": float(m.epochs),
-                      "no_l1_epochs": float(m.no_l1_epochs)})
+def l1_sparse(exp, orig, m):
+  spe = batching.steps_per_epoch(len(exp.split.retain),
+                                 exp.batch_for(m.batch_size, exp.split.retain))
+  return descent(exp, "l1_sparse", m, orig, exp.split.retain, role="retain",
+                 reg_fn=l1_penalty,
+                 hp={"l1": m.l1, "steps_per_epoch": float(spe), "epochs": float(m.epochs),
+                     "no_l1_epochs": float(m.no_l1_epochs)})
 
 
-def forget_gradient(ctx: Context, state, batch: int = 256):
+def forget_gradient(exp: Experiment, state, batch: int = 256):
   """(gradient of the summed forget-set cross entropy in eval-mode BatchNorm,
   seconds spent compiling it)."""
-  model = ctx.model(None)
+  model = exp.model(None)
 
   def g(params, x, y, w):
     def loss(p):
@@ -363,8 +241,8 @@ def forget_gradient(ctx: Context, state, batch: int = 256):
       return jnp.sum(w * losses.cross_entropy(logits, y))
     return jax.grad(loss)(params)
 
-  idx = ctx.split.forget
-  x0 = ctx.data.train_x[:batch]
+  idx = exp.split.forget
+  x0 = exp.data.train_x[:batch]
   t0 = time.perf_counter()
   compiled = jax.jit(g).lower(state.params, np.zeros((batch, *x0.shape[1:]), x0.dtype),
                               np.zeros(batch, np.int32), np.zeros(batch, np.float32)).compile()
@@ -375,8 +253,8 @@ def forget_gradient(ctx: Context, state, batch: int = 256):
     w = np.zeros(batch, np.float32)
     w[:len(i)] = 1.0
     i = np.pad(i, (0, batch - len(i)))  # padded rows carry weight 0
-    gi = compiled(state.params, ctx.data.train_x[i],
-                  np.asarray(ctx.data.train_y[i], np.int32), w)
+    gi = compiled(state.params, exp.data.train_x[i],
+                  np.asarray(exp.data.train_y[i], np.int32), w)
     total = jax.tree.map(jnp.add, total, gi)
   return total, compile_s
 
@@ -390,32 +268,31 @@ def saliency_mask(grads, ratio: float):
   return jax.tree.map(lambda g: (jnp.abs(g) >= thresh).astype(jnp.float32), grads)
 
 
-def salun(ctx, orig, m):
+def salun(exp, orig, m):
   """RL restricted to the saliency mask. Computing the mask is part of
   SalUn's cost: the outcome's `mask_s` (added to RTE) and `mask_compile_s`
   (added to compile time)."""
   t0 = time.perf_counter()
-  grads, compile_s = forget_gradient(ctx, orig.state)
+  grads, compile_s = forget_gradient(exp, orig.state)
   t1 = time.perf_counter()
   select = jax.jit(saliency_mask, static_argnums=1).lower(grads, m.mask_ratio).compile()
   compile_s += time.perf_counter() - t1
   mask = jax.device_get(select(grads))
-  return rl(ctx, orig, m, name="salun", mask=mask,
+  return rl(exp, orig, m, name="salun", mask=mask,
             extra={"mask_s": time.perf_counter() - t0 - compile_s,
                    "mask_compile_s": compile_s})
 
 
-def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
-            sweep_hp: dict | None = None, mask=None) -> Phase:
+def _paired(exp: Experiment, name, m: MethodCfg, orig: Phase, primary: str,
+            sweep_hp: dict | None = None, mask=None) -> Trained:
   """sweep_hp {"alpha": [K], "p": [K], "beta": [K]}: train K settings at once
   (sweep.py). `mask`: a 0/1 weight pytree the update is restricted to."""
-  ctx.par.check_batch(m.batch_size, f"--{name} batch size")
-  ctx.par.check_batch(m.forget_batch_size or m.batch_size, f"--{name} forget batch size")
-  s = ctx.split
-  rb = ctx.batch_for(m.batch_size, s.retain, f"--{name}_batch_size")
-  fb = ctx.batch_for(m.forget_batch_size or m.batch_size, s.forget,
-                     f"--{name} forget batch size")
-  if ctx.cfg.passes == "one" and rb != fb:  # e.g. a forget set smaller than a batch
+  exp.par.check_batch(m.batch_size, f"--{name} batch size")
+  exp.par.check_batch(m.forget_batch_size or m.batch_size, f"--{name} forget batch size")
+  s = exp.split
+  rb = exp.batch_for(m.batch_size, s.retain)
+  fb = exp.batch_for(m.forget_batch_size or m.batch_size, s.forget)
+  if exp.cfg.passes == "one" and rb != fb:  # e.g. a forget set smaller than a batch
     raise ConfigError(f"--passes one: {name}'s batches are {rb} retain / {fb} forget "
                       "images; one pass needs them equal (--passes auto uses two)")
   # An adaptive row draws its batches as its fixed-rate twin does, so the
@@ -423,10 +300,10 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
   stream = zlib.crc32(name.removesuffix("_adaptive").encode())
   if primary == "forget":
     batches, spe = batching.paired(s.forget, s.retain, fb, rb,
-                                   ctx.cfg.seed, ("forget", "retain"), stream, m.augment)
+                                   exp.cfg.seed, ("forget", "retain"), stream, m.augment)
   else:
     batches, spe = batching.paired(s.retain, s.forget, rb, fb,
-                                   ctx.cfg.seed, ("retain", "forget"), stream, m.augment)
+                                   exp.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
   tx, schedule, opt_hp = _tx(m, total, spe)
   step_fn = ugradsl_step.unlearn_step
@@ -441,13 +318,13 @@ def _paired(ctx, name, m: MethodCfg, orig: Phase, primary: str,
     name = f"{name}_sweep"
     recipe = {**dataclasses.asdict(m),
               "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}
-  data, mask_key = _with_mask(ctx, mask)
-  step = functools.partial(step_fn, model=ctx.model(), tx=tx, mix=mixing.get(m.mix),
+  data, mask_key = _with_mask(exp, mask)
+  step = functools.partial(step_fn, model=exp.model(), tx=tx, mix=mixing.get(m.mix),
                            alpha_mode=m.alpha_mode, reduction=m.reduction,
-                           mask_key=mask_key, passes=ctx.cfg.passes,
+                           mask_key=mask_key, passes=exp.cfg.passes,
                            feature_mode=m.feature_mode)
-  return run_phase(ctx, name, state0, step, batches, total, rb + fb,
-                   recipe, hp=hp, data=data, lr_fn=schedule)
+  return Trained(name, state0, step, batches, total, rb + fb, recipe, data=data, hp=hp,
+                 lr_fn=schedule)
 
 
 # Which set an epoch passes over: UGradSL's is the forget set, UGradSL+'s
@@ -456,29 +333,29 @@ PRIMARY = {"neggrad_plus": "forget", "ugradsl": "forget", "ugradsl_adaptive": "f
            "ugradsl_plus": "retain", "ugradsl_plus_adaptive": "retain"}
 
 
-def ugradsl_sweep(ctx, orig, m, name: str, sweep_hp: dict) -> Phase:
+def ugradsl_sweep(exp, orig, m, name: str, sweep_hp: dict) -> Trained:
   """A UGradSL-family method at K settings at once."""
-  return _paired(ctx, name, m, orig, PRIMARY[name], sweep_hp)
+  return _paired(exp, name, m, orig, PRIMARY[name], sweep_hp)
 
 
-def neggrad_plus(ctx, orig, m):
-  return _paired(ctx, "neggrad_plus", dataclasses.replace(m, alpha=0.0), orig, "forget")
+def neggrad_plus(exp, orig, m):
+  return _paired(exp, "neggrad_plus", dataclasses.replace(m, alpha=0.0), orig, "forget")
 
 
-def ugradsl(ctx, orig, m):
-  return _paired(ctx, "ugradsl", m, orig, "forget")
+def ugradsl(exp, orig, m):
+  return _paired(exp, "ugradsl", m, orig, "forget")
 
 
-def ugradsl_plus(ctx, orig, m):
-  return _paired(ctx, "ugradsl_plus", m, orig, "retain")
+def ugradsl_plus(exp, orig, m):
+  return _paired(exp, "ugradsl_plus", m, orig, "retain")
 
 
-def ugradsl_adaptive(ctx, orig, m):
-  return _paired(ctx, "ugradsl_adaptive", m, orig, "forget")
+def ugradsl_adaptive(exp, orig, m):
+  return _paired(exp, "ugradsl_adaptive", m, orig, "forget")
 
 
-def ugradsl_plus_adaptive(ctx, orig, m):
-  return _paired(ctx, "ugradsl_plus_adaptive", m, orig, "retain")
+def ugradsl_plus_adaptive(exp, orig, m):
+  return _paired(exp, "ugradsl_plus_adaptive", m, orig, "retain")
 
 
 REGISTRY: dict[str, Callable] = {
@@ -488,34 +365,11 @@ REGISTRY: dict[str, Callable] = {
     "ugradsl_adaptive": ugradsl_adaptive, "ugradsl_plus_adaptive": ugradsl_plus_adaptive}
 
 
-def one_shot_phase(ctx: Context, name: str, recipe, orig: Phase, compute) -> Phase:
+def computed(orig: Phase, name: str, recipe, compute) -> Computed:
   """A method without a training loop (SSD, IU): `compute()` -> (params,
-  outcome dict with rte_s and compile_s) from the original model's state,
-  saved and reused like every phase."""
-  tx = train.sgd(0.0)
-  state0 = jax.device_get(train.create_state(orig.state.params, orig.state.batch_stats, tx))
-  if ctx.workdir is None:
-    params, out = compute()
-    return Phase(state0.replace(params=jax.device_get(params)), _one_shot_outcome(out))
-  store = checkpoint.PhaseStore(ctx.workdir / name, ctx.meta(name, recipe))
-  try:
-    done = store.outcome()
-    if done is not None:
-      return Phase(jax.device_get(store.restore(checkpoint.abstract_of(state0))), done)
-    params, out = compute()
-    state = state0.replace(params=jax.device_get(params))
-    outcome = _one_shot_outcome(out)
-    store.save(0, state)
-    store.finish(outcome)
-    return Phase(state, outcome)
-  finally:
-    store.close()
-
-
-def _one_shot_outcome(out: dict) -> dict:
-  return {"diverged": False, "diverged_step": None, "no_finite_step": False, "steps": 0,
-          "io_s": 0.0, "images_per_s": None, "resumed_from_step": None,
-          "last_metrics": None, "nonfinite": False, **out}
+  outcome dict with rte_s and compile_s) from the original model's state."""
+  state0 = train.create_state(orig.state.params, orig.state.batch_stats, train.sgd(0.0))
+  return Computed(name, state0, recipe, compute)
 
 
 from . import baseline_methods  # noqa: E402  (registers the baselines below)

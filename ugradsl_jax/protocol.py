@@ -24,10 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import (budget, checkpoint, configs, datasets, distributed, history, loop, metrics,
-               parallel, plots, report, split as split_lib)
-from . import methods as M
+from . import (budget, checkpoint, configs, datasets, distributed, experiment, history, loop,
+               methods, metrics, parallel, phases, plots, report, split as split_lib, sweep)
 from . import workdir as workdir_lib
+from .experiment import Experiment
+from .phases import Phase, Runner
 
 USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
                checkpoint.CheckpointError, parallel.ParallelError, workdir_lib.WorkdirBusy)
@@ -106,54 +107,52 @@ def provenance(cfg: configs.Config) -> dict:
   return out
 
 
-def context(cfg: configs.Config, data: datasets.Dataset, workdir: Path | None,
-            progress: bool = True) -> M.Context:
-  """The split, labels, parallel mode and workdir one seed's phases share."""
+def setup(cfg: configs.Config, data: datasets.Dataset) -> Experiment:
+  """The split, labels, parallel mode and device data one seed's phases share."""
   split, view = labelled(cfg, data)
   par = parallel.make(cfg.parallel, cfg.num_devices)
-  return M.Context(cfg=cfg, data=view, split=split, par=par,
-                   workdir=None if workdir is None else Path(workdir),
-                   progress=progress)
+  return experiment.make(cfg, view, split, par)
 
 
-def scores(ctx: M.Context, phase: M.Phase) -> dict:
+def scores(exp: Experiment, phase: Phase) -> dict:
   """Test-set and validation-set scores of a phase's model."""
-  model = ctx.model(None)
+  model = exp.model(None)
   variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
-  out = metrics.outputs(model, variables, ctx.data, ctx.split, ctx.cfg.eval_batch,
-                        ctx.par)
+  out = metrics.outputs(model, variables, exp.data, exp.split, exp.cfg.eval_batch,
+                        exp.par)
   return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
 
 
-def _scores_key(ctx: M.Context, name: str) -> dict:
+def _scores_key(exp: Experiment, name: str) -> dict:
   """What a phase's scores depend on beyond its checkpoint: the MIA members
   (scores cached before they were drawn at random are recomputed)."""
-  members = np.ascontiguousarray(ctx.split.mia_members, np.int64).tobytes()
-  return {**ctx.meta(name, None),
+  members = np.ascontiguousarray(exp.split.mia_members, np.int64).tobytes()
+  return {**exp.meta(name, None),
           "mia_members": hashlib.sha256(members).hexdigest()[:16]}
 
 
-def evaluated(ctx: M.Context, name: str, phase: M.Phase, member: int | None = None) -> dict:
+def evaluated(exp: Experiment, runner: Runner, name: str, phase: Phase,
+              member: int | None = None) -> dict:
   """Scores of a finished phase, cached beside its checkpoints."""
-  if ctx.workdir is None:
-    return scores(ctx, phase)
-  path = ctx.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
-  key = _scores_key(ctx, name)
+  if runner.workdir is None:
+    return scores(exp, phase)
+  path = runner.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
+  key = _scores_key(exp, name)
   if path.exists():
     cached = checkpoint.read_json(path)
     if cached.get("meta") == checkpoint.canonical(key) and \
         cached.get("step") == int(phase.state.step):
       return cached["scores"]
-  s = scores(ctx, phase)
+  s = scores(exp, phase)
   loop.notify("scored", name)  # before saving: a plugin (the tests' kill switch) may act
   checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step), "meta": key})
   return s
 
 
-def preflight(ctx: M.Context, names: list[str]) -> None:
+def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
   """Refuse a mismatched workdir, or a batch the devices cannot split,
   before anything is trained or written."""
-  cfg = ctx.cfg
+  cfg = exp.cfg
   if cfg.sweep_beta and not any(sweeping(cfg, n) and cfg.methods[n].alpha_mode == "adaptive"
                                 for n in names):
     raise configs.ConfigError(
@@ -162,33 +161,34 @@ def preflight(ctx: M.Context, names: list[str]) -> None:
   if cfg.passes == "one":
     for n in names:
       m = cfg.methods.get(n)
-      if n in M.PRIMARY and (m.alpha_mode != "fixed" or
+      if n in methods.PRIMARY and (m.alpha_mode != "fixed" or
                              (m.forget_batch_size or m.batch_size) != m.batch_size):
         raise configs.ConfigError(
             f"--passes one: {n} needs a fixed rate and equal retain and forget "
             f"batches (it has {m.alpha_mode}, {m.batch_size} / "
             f"{m.forget_batch_size or m.batch_size}); --passes auto uses two there")
-  if "boundary_shrink" in names and ctx.data.modality != "image":
+  if "boundary_shrink" in names and exp.data.modality != "image":
     raise configs.ConfigError("boundary_shrink perturbs images (uint8 pixel levels); "
                               f"--dataset {cfg.dataset} holds token ids")
-  ctx.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
+  exp.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
   for n in names:
     if cfg.methods.get(n) is not None:
-      ctx.par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
-  if ctx.workdir is None:
+      exp.par.check_batch(cfg.methods[n].batch_size, f"--{n}_batch_size")
+  if workdir is None:
     return
+  workdir = Path(workdir)
   for flag, name in (("--init_checkpoint", "original"), ("--retrain_from", "retrain")):
-    if getattr(cfg, flag[2:]) and (ctx.workdir / name / "outcome.json").exists():
+    if getattr(cfg, flag[2:]) and (workdir / name / "outcome.json").exists():
       raise configs.ConfigError(
-          f"{flag}: {ctx.workdir} trained its own {name} model already, and its other "
+          f"{flag}: {workdir} trained its own {name} model already, and its other "
           "phases started from it; use a new --workdir")
   for name in ["original"] + names:
-    d = ctx.workdir / name
+    d = workdir / name
     if name == "original" and cfg.init_checkpoint or name == "retrain" and cfg.retrain_from:
       continue  # read, not trained here
     if d.exists() and not sweeping(cfg, name):  # a sweep trains in <name>_sweep
       recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
-      meta = ctx.meta(name, recipe)
+      meta = exp.meta(name, recipe)
       if name == "boundary_expanding":  # it trains the head with its shadow class
         meta["num_classes"] += 1
       checkpoint.PhaseStore(d, meta).close()
@@ -200,21 +200,10 @@ def sweeping(cfg: configs.Config, name: str) -> bool:
       name in configs.ADAPTIVE_METHODS
 
 
-def cost(outcome: dict) -> dict:
-  """RTE and what it leaves out. RTE: the unlearning steps' wall-clock plus
-  any set-up the method needs (SalUn's saliency mask, `mask_s`); without
-  compilation (`compile_s`) and without the loop's host checks and
-  checkpoint saves (`io_s`), both reported apart. Evaluation is outside."""
-  mask_s = outcome.get("mask_s", 0.0)
-  setup_s = outcome.get("setup_s", 0.0)  # e.g. Boundary Shrink's attack
-  rte = outcome.get("rte_s")  # None: read from a checkpoint that did not say
-  return {"rte_s": None if rte is None else rte + mask_s + setup_s, "mask_s": mask_s,
-          "compile_s": outcome["compile_s"] + outcome.get("mask_compile_s", 0.0)
-          + outcome.get("setup_compile_s", 0.0),
-          "io_s": outcome.get("io_s")}
+cost = phases.cost
 
 
-def _row(phase: M.Phase, sc: dict, hparams) -> dict:
+def _row(phase: Phase, sc: dict, hparams) -> dict:
   o = phase.outcome
   if o.get("no_finite_step"):
     # Diverged on its first step: its parameters are the starting model's,
@@ -226,18 +215,19 @@ def _row(phase: M.Phase, sc: dict, hparams) -> dict:
           "hparams": hparams, "val": sc["val"]}
 
 
-def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dict:
+def sweep_row(exp: Experiment, runner: Runner, name: str, m, orig: Phase,
+              ref_val: dict) -> dict:
   """Train the sweep at once, score each member, keep the best on validation."""
-  cfg = ctx.cfg
+  cfg = exp.cfg
   betas = cfg.sweep_beta if m.alpha_mode == "adaptive" else None
-  grid = M.sweep.grid(cfg.sweep_alpha, cfg.sweep_p, m.alpha, m.p, betas, m.beta)
-  phase = M.ugradsl_sweep(ctx, orig, m, name, grid)
+  grid = sweep.grid(cfg.sweep_alpha, cfg.sweep_p, m.alpha, m.p, betas, m.beta)
+  phase = phases.run(exp, runner, methods.ugradsl_sweep(exp, orig, m, name, grid))
   k = len(grid["alpha"])
-  members = M.sweep.unstack(phase.state, k)
+  members = sweep.unstack(phase.state, k)
   keys = ("alpha", "p", "beta") if m.alpha_mode == "adaptive" else ("alpha", "p")
   trials = []
   for i, st in enumerate(members):
-    sc = evaluated(ctx, f"{name}_sweep", M.Phase(st, phase.outcome), member=i)
+    sc = evaluated(exp, runner, f"{name}_sweep", Phase(st, phase.outcome), member=i)
     bad = bool(phase.outcome["nonfinite"][i])
     trials.append({**{a: float(grid[a][i]) for a in keys},
                    "diverged": bad, "val_avg_gap": metrics.avg_gap(sc["val"], ref_val),
@@ -245,17 +235,17 @@ def sweep_row(ctx: M.Context, name: str, m, orig: M.Phase, ref_val: dict) -> dic
   ok = [t for t in trials if not t["diverged"]] or trials
   best = min(ok, key=lambda t: t["val_avg_gap"])
   chosen = {a: best[a] for a in keys}
-  if ctx.workdir is not None:
+  if runner.workdir is not None:
     # The sensitivity map: validation scores only (the test set chooses nothing).
-    sweep = {"method": name, "title": f"{report.title(_cell(cfg))}, seed {cfg.seed}",
+    smap = {"method": name, "title": f"{report.title(_cell(cfg))}, seed {cfg.seed}",
              "alpha_mode": m.alpha_mode, "seed": cfg.seed,
              "axes": {a: sorted(set(float(v) for v in grid[a])) for a in keys},
              "trials": [{kk: t[kk] for kk in (*keys, "diverged", "val_avg_gap", "val")}
                         for t in trials],
              "chosen": chosen, "selected_by": "validation Avg. Gap against Retrain"}
-    checkpoint.write_json(ctx.workdir / f"sweep_{name}.json", sweep)
+    checkpoint.write_json(runner.workdir / f"sweep_{name}.json", smap)
     if distributed.is_primary():
-      plots.sweep_heatmap(sweep, ctx.workdir / f"sweep_{name}.png")
+      plots.sweep_heatmap(smap, runner.workdir / f"sweep_{name}.png")
   c = cost(phase.outcome)
   return {**best["test"], **c,
           # RTE per setting, comparable with a single run's; the whole sweep's apart.
@@ -295,38 +285,38 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   t_start = time.perf_counter()
   names = check_methods(names, with_retrain=not cfg.no_retrain)
   workdir = Path(workdir)
-  ctx = context(cfg, data, workdir, progress)
-  split = ctx.split
-  preflight(ctx, names)
+  exp = setup(cfg, data)
+  split = exp.split
+  preflight(exp, workdir, names)
   # One run at a time: a second is refused, not interleaved. Taken after
   # every check, so that a refused run leaves no workdir behind.
   workdir_lib.lock(workdir)
-  ctx.probe = budget.cpu_probe(cfg, split, names)
+  runner = Runner(workdir, progress, budget.cpu_probe(cfg, split, names))
   checkpoint.write_json(workdir / "config.json",
                         {"config": cfg.to_dict(), "data": data.source,
                          "split_sizes": split.sizes()})
   if distributed.is_primary():
     split_lib.save(split, workdir / "split.npz")
 
-  orig = M.original(ctx)
+  orig = phases.run(exp, runner, methods.original(exp))
   rows = {}
   for name in names:
     m = cfg.methods[name]
     if sweeping(cfg, name):
-      rows[name] = sweep_row(ctx, name, m, orig, rows["retrain"]["val"])
+      rows[name] = sweep_row(exp, runner, name, m, orig, rows["retrain"]["val"])
       continue
-    phase = M.REGISTRY[name](ctx, orig, m)
-    rows[name] = _row(phase, evaluated(ctx, name, phase),
+    phase = phases.run(exp, runner, methods.REGISTRY[name](exp, orig, m))
+    rows[name] = _row(phase, evaluated(exp, runner, name, phase),
                       dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain))
   if "retrain" in rows:
     ref, ref_val = rows["retrain"], rows["retrain"]["val"]
     for name, r in rows.items():
       r["avg_gap"] = metrics.avg_gap(r, ref)
       r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
-  o_scores = evaluated(ctx, "original", orig)
+  o_scores = evaluated(exp, runner, "original", orig)
   draw_curves(workdir, names, f"{report.title(_cell(cfg))}, seed {cfg.seed}")
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
-         "num_classes": ctx.data.num_classes, "forgotten": forgotten(cfg, data),
+         "num_classes": exp.data.num_classes, "forgotten": forgotten(cfg, data),
          "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
          "methods": rows, "original": o_scores["test"],
          "config": cfg.to_dict(), "provenance": provenance(cfg),

@@ -8,9 +8,9 @@ import itertools
 from pathlib import Path
 from typing import Callable
 
-from . import configs, datasets, metrics, report
-from . import methods as M
-from .protocol import context, cost, evaluated, preflight
+from . import configs, datasets, methods, metrics, phases, report
+from .phases import Runner
+from .protocol import cost, evaluated, preflight, setup
 
 # Every numeric recipe field, the baselines' own included, plus the mixing rule.
 TUNE_FIELDS = {**configs.METHOD_FIELDS,
@@ -45,17 +45,20 @@ def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str
   val = {tag(t): [] for t in trials}
   for seed in seeds:
     scfg = dataclasses.replace(cfg, seed=seed)
-    ctx = context(scfg, data, Path(workdir) / f"seed_{seed}", progress)
-    base = ctx.workdir
-    preflight(ctx, ["retrain"])
-    orig = M.original(ctx)
-    ref = evaluated(ctx, "retrain", M.retrain(ctx, orig))["val"]
+    exp = setup(scfg, data)
+    base = Path(workdir) / f"seed_{seed}"
+    preflight(exp, base, ["retrain"])
+    runner = Runner(base, progress)
+    orig = phases.run(exp, runner, methods.original(exp))
+    ref = evaluated(exp, runner, "retrain",
+                    phases.run(exp, runner, methods.retrain(exp, orig)))["val"]
     for t in trials:
       tcfg = configs.with_method(scfg, method, **t)
-      tctx = dataclasses.replace(ctx, cfg=tcfg, workdir=base / "tune" / method / tag(t))
-      tctx._device_data = ctx.device_data  # same images, labels and split
-      phase = M.REGISTRY[method](tctx, orig, tcfg.methods[method])
-      sc = evaluated(tctx, method, phase)["val"]
+      texp = dataclasses.replace(exp, cfg=tcfg)  # same images, labels, split, devices
+      trunner = Runner(base / "tune" / method / tag(t), progress)
+      phase = phases.run(texp, trunner, methods.REGISTRY[method](texp, orig,
+                                                                 tcfg.methods[method]))
+      sc = evaluated(texp, trunner, method, phase)["val"]
       sc["avg_gap"] = metrics.avg_gap(sc, ref)
       sc["diverged"] = bool(phase.outcome["diverged"])
       sc["rte_s"] = cost(phase.outcome)["rte_s"]  # set-up and mask included
