@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from . import parallel
 
 GAP_KEYS = ("UA", "MIA", "RA", "TA")
 
@@ -27,15 +28,8 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
   devices and XLA partitions the forward pass (the batch is rounded up to a
   multiple of the device count).
   """
-  put = np.asarray
-  if par is not None and par.n > 1:
-    # One global array split by rows, whichever wrapper par's steps use:
-    # the shard_map layout of parallel.Parallel.
-    spmd = dataclasses.replace(par, mode="shard_map")
-    batch = -(-batch // par.n) * par.n
-    variables, put = spmd.replicate(variables), spmd.shard
-  else:
-    variables = jax.device_put(variables)  # once, not with every batch
+  layout = parallel.eval_layout(par, variables, batch)
+  batch = layout.batch
   n = len(images)
   correct = np.zeros(n, bool)
   conf = np.zeros(n, np.float64)
@@ -44,8 +38,7 @@ def predict(model, variables, images: np.ndarray, labels: np.ndarray,
     k = len(x)
     if k < batch:
       x = np.concatenate([x, np.zeros((batch - k, *x.shape[1:]), x.dtype)])
-    out = _predict(model, variables, put(x))
-    pred, prob = par.gather(out) if par is not None else jax.device_get(out)
+    pred, prob = layout.fetch(_predict(model, layout.variables, layout.put(x)))
     y = labels[s:s + k]
     correct[s:s + k] = pred[:k] == y
     conf[s:s + k] = prob[np.arange(k), y]

@@ -7,7 +7,7 @@ A step is written once, per device, as `step(state, data, batch, hp)`:
   hp     replicated, small (traced hyper-parameters; may be {})
 and reduces over `axis_name` with `pmean` (which is the identity when the
 step runs unsharded with axis_name=None). Nothing else in the library knows
-which wrapper is in use.
+which wrapper is in use; evaluation's layout is `eval_layout`'s.
 
 Across processes (distributed.join) the mesh holds every process's devices.
 Each process passes the same host values: `replicate` puts a replicated
@@ -155,6 +155,27 @@ class Parallel:
                          out_specs=P(), check_vma=False)
       return jax.jit(sm, donate_argnums=donate_argnums)
     return jax.jit(fn, donate_argnums=donate_argnums)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalLayout:
+  """How an evaluation pass places its inputs and fetches its outputs."""
+  variables: object        # the model's variables, placed once
+  put: Callable            # one padded input batch -> placed
+  fetch: Callable          # the forward pass's outputs -> host arrays
+  batch: int               # the batch size, a multiple of the device count
+
+
+def eval_layout(par: Parallel | None, variables, batch: int) -> EvalLayout:
+  """Evaluation splits each batch by rows across `par`'s devices (one global
+  array, XLA partitions the forward pass), whichever wrapper `par`'s steps
+  use; with no `par` or one device it runs on the default device."""
+  if par is None or par.n == 1:
+    fetch = jax.device_get if par is None else par.gather
+    return EvalLayout(jax.device_put(variables), np.asarray, fetch, batch)
+  spmd = dataclasses.replace(par, mode="shard_map")
+  return EvalLayout(spmd.replicate(variables), spmd.shard, par.gather,
+                    -(-batch // par.n) * par.n)
 
 
 def make(mode: str, num_devices: int | None = None) -> Parallel:
