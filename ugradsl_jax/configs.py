@@ -690,8 +690,36 @@ def with_method(cfg: Config, name: str, **changes) -> Config:
   return dataclasses.replace(cfg, methods=methods)
 
 
-def validate(cfg: Config) -> None:
-  """Raise ConfigError naming the first bad value."""
+# The paired methods (a forget batch with a retain batch each step) and the
+# set an epoch passes over: UGradSL's is the forget set, UGradSL+'s the retain
+# set (the forget set cycled).
+PRIMARY = {"neggrad_plus": "forget", "ugradsl": "forget", "ugradsl_adaptive": "forget",
+           "ugradsl_plus": "retain", "ugradsl_plus_adaptive": "retain"}
+
+
+def sweeping(cfg: Config, name: str) -> bool:
+  """Whether method `name` runs as a vmapped sweep (the UGradSL family only)."""
+  return bool(cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta) and name in ADAPTIVE_METHODS
+
+
+def check_methods(names, with_retrain: bool = True) -> list[str]:
+  """Known names, Retrain first (Avg. Gap needs it); none with_retrain False."""
+  names = list(names)
+  unknown = [n for n in names if n not in METHODS]
+  if unknown or not names:
+    raise ConfigError(f"--methods: unknown {', '.join(unknown) or '(empty)'}; "
+                      f"known: {', '.join(METHODS)}")
+  rest = [n for n in names if n != "retrain"]
+  if not with_retrain and not rest:
+    raise ConfigError("--no_retrain: --methods names no method besides retrain")
+  return (["retrain"] if with_retrain else []) + rest
+
+
+def validate(cfg: Config, names=None) -> None:
+  """Raise ConfigError naming the first bad value: of the config alone, and
+  with `names` (the methods to run) of the config for those methods. The
+  one place a config is checked; what can only be known from the data (a
+  class name, a set smaller than a batch) is checked where the data are."""
   def pos(v, what):
     if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
       raise ConfigError(f"{what} {v}: must be a positive finite number")
@@ -784,4 +812,50 @@ def validate(cfg: Config) -> None:
   if cfg.no_retrain and (cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta):
     raise ConfigError("--no_retrain: a sweep chooses by validation Avg. Gap against "
                       "Retrain, which --no_retrain leaves out")
+  _validate_scenario(cfg)
+  if names is not None:
+    _validate_for(cfg, list(names))
+
+
+def _validate_scenario(cfg: Config) -> None:
+  if cfg.scenario not in SCENARIOS:
+    raise ConfigError(f"--scenario {cfg.scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
+  if cfg.scenario == "subclass":
+    from .datasets import DataError, spec  # numpy only; no JAX import
+    try:
+      coarse = spec(cfg.dataset).coarse
+    except DataError as e:
+      raise ConfigError(str(e)) from None
+    if not coarse:
+      raise ConfigError(f"--scenario subclass needs a data set with coarse labels "
+                        f"(cifar100); --dataset {cfg.dataset} has none")
+    if cfg.forget_subclass is None:
+      raise ConfigError("--scenario subclass needs --forget_subclass (a fine "
+                        "class name, e.g. rocket)")
+  elif cfg.scenario == "class" and cfg.forget_subclass is not None:
+    raise ConfigError("--forget_subclass belongs to --scenario subclass")
+  elif cfg.scenario == "random" and (cfg.forget_classes or cfg.forget_subclass):
+    raise ConfigError("--scenario random forgets a fraction; --forget_class "
+                      "and --forget_subclass need --scenario class / subclass")
+
+
+def _validate_for(cfg: Config, names: list[str]) -> None:
+  """The config's checks that depend on which methods run."""
+  if cfg.sweep_beta and not any(sweeping(cfg, n) and cfg.methods[n].alpha_mode == "adaptive"
+                                for n in names):
+    raise ConfigError(
+        "--sweep_beta needs an adaptive-rate method among --methods "
+        "(ugradsl_adaptive, ugradsl_plus_adaptive, or --ugradsl_alpha_mode adaptive)")
+  if cfg.passes == "one":
+    for n in names:
+      m = cfg.methods.get(n)
+      if n in PRIMARY and (m.alpha_mode != "fixed" or
+                           (m.forget_batch_size or m.batch_size) != m.batch_size):
+        raise ConfigError(
+            f"--passes one: {n} needs a fixed rate and equal retain and forget "
+            f"batches (it has {m.alpha_mode}, {m.batch_size} / "
+            f"{m.forget_batch_size or m.batch_size}); --passes auto uses two there")
+  if "boundary_shrink" in names and MODEL_MODALITY.get(cfg.model) == "text":
+    raise ConfigError("boundary_shrink perturbs images (uint8 pixel levels); "
+                      f"--dataset {cfg.dataset} holds token ids")
 

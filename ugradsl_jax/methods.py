@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, losses, mixing, sweep, train, ugradsl_step
+from . import batching, checkpoint, configs, losses, mixing, sweep, train, ugradsl_step
 from .configs import ConfigError, MethodCfg, TrainCfg
 from .experiment import Experiment
 from .phases import Computed, Loaded, Phase, Trained
@@ -327,10 +327,7 @@ def _paired(exp: Experiment, name, m: MethodCfg, orig: Phase, primary: str,
                  lr_fn=schedule)
 
 
-# Which set an epoch passes over: UGradSL's is the forget set, UGradSL+'s
-# the retain set (the forget set cycled).
-PRIMARY = {"neggrad_plus": "forget", "ugradsl": "forget", "ugradsl_adaptive": "forget",
-           "ugradsl_plus": "retain", "ugradsl_plus_adaptive": "retain"}
+PRIMARY = configs.PRIMARY  # which set an epoch of a paired method passes over
 
 
 def ugradsl_sweep(exp, orig, m, name: str, sweep_hp: dict) -> Trained:

@@ -48,9 +48,6 @@ def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
       raise configs.ConfigError(
           f"--scenario subclass needs a data set with coarse labels (cifar100); "
           f"--dataset {cfg.dataset} has none")
-    if cfg.forget_subclass is None:
-      raise configs.ConfigError("--scenario subclass needs --forget_subclass (a fine "
-                                "class name, e.g. rocket)")
     names = list(data.class_names)
     sub = cfg.forget_subclass
     if sub in names:
@@ -61,11 +58,6 @@ def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
       raise configs.ConfigError(f"--forget_subclass {sub!r}: not a fine class of "
                                 f"{cfg.dataset} (e.g. {', '.join(names[:3])}, ...)")
     view = data.coarse()
-  elif cfg.scenario == "class" and cfg.forget_subclass is not None:
-    raise configs.ConfigError("--forget_subclass belongs to --scenario subclass")
-  elif cfg.scenario == "random" and (cfg.forget_classes or cfg.forget_subclass):
-    raise configs.ConfigError("--scenario random forgets a fraction; --forget_class "
-                              "and --forget_subclass need --scenario class / subclass")
   split = split_lib.make_split(
       data.train_y, len(data.test_y), seed=cfg.seed, scenario=cfg.scenario,
       val_fraction=cfg.val_fraction, forget_fraction=cfg.forget_fraction,
@@ -109,6 +101,7 @@ def provenance(cfg: configs.Config) -> dict:
 
 def setup(cfg: configs.Config, data: datasets.Dataset) -> Experiment:
   """The split, labels, parallel mode and device data one seed's phases share."""
+  configs.validate(cfg)
   split, view = labelled(cfg, data)
   par = parallel.make(cfg.parallel, cfg.num_devices)
   return experiment.make(cfg, view, split, par)
@@ -150,24 +143,11 @@ def evaluated(exp: Experiment, runner: Runner, name: str, phase: Phase,
 
 
 def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
-  """Refuse a mismatched workdir, or a batch the devices cannot split,
-  before anything is trained or written."""
+  """Refuse a bad config for these methods, a mismatched workdir, or a
+  batch the devices cannot split, before anything is trained or written."""
   cfg = exp.cfg
-  if cfg.sweep_beta and not any(sweeping(cfg, n) and cfg.methods[n].alpha_mode == "adaptive"
-                                for n in names):
-    raise configs.ConfigError(
-        "--sweep_beta needs an adaptive-rate method among --methods "
-        "(ugradsl_adaptive, ugradsl_plus_adaptive, or --ugradsl_alpha_mode adaptive)")
-  if cfg.passes == "one":
-    for n in names:
-      m = cfg.methods.get(n)
-      if n in methods.PRIMARY and (m.alpha_mode != "fixed" or
-                             (m.forget_batch_size or m.batch_size) != m.batch_size):
-        raise configs.ConfigError(
-            f"--passes one: {n} needs a fixed rate and equal retain and forget "
-            f"batches (it has {m.alpha_mode}, {m.batch_size} / "
-            f"{m.forget_batch_size or m.batch_size}); --passes auto uses two there")
-  if "boundary_shrink" in names and exp.data.modality != "image":
+  configs.validate(cfg, names)
+  if "boundary_shrink" in names and exp.data.modality != "image":  # a user's data set
     raise configs.ConfigError("boundary_shrink perturbs images (uint8 pixel levels); "
                               f"--dataset {cfg.dataset} holds token ids")
   exp.par.check_batch(cfg.pretrain.batch_size, "pretrain batch size")
@@ -194,12 +174,7 @@ def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
       checkpoint.PhaseStore(d, meta).close()
 
 
-def sweeping(cfg: configs.Config, name: str) -> bool:
-  """Whether the method runs as a vmapped sweep (the UGradSL family only)."""
-  return bool(cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta) and \
-      name in configs.ADAPTIVE_METHODS
-
-
+sweeping = configs.sweeping
 cost = phases.cost
 
 
@@ -267,16 +242,7 @@ def _cell(cfg: configs.Config) -> dict:
           "preset": cfg.preset}
 
 
-def check_methods(names: list[str], with_retrain: bool = True) -> list[str]:
-  """Known names, Retrain first (Avg. Gap needs it); none with_retrain False."""
-  unknown = [n for n in names if n not in configs.METHODS]
-  if unknown or not names:
-    raise configs.ConfigError(f"--methods: unknown {', '.join(unknown) or '(empty)'}; "
-                              f"known: {', '.join(configs.METHODS)}")
-  rest = [n for n in names if n != "retrain"]
-  if not with_retrain and not rest:
-    raise configs.ConfigError("--no_retrain: --methods names no method besides retrain")
-  return (["retrain"] if with_retrain else []) + rest
+check_methods = configs.check_methods
 
 
 def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
