@@ -29,11 +29,13 @@ def main(argv=None) -> int:
   try:
     if cli.HOST_DEVICES_ERROR:
       raise cli.UsageError(cli.HOST_DEVICES_ERROR)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cli.import_plugins(cli.plugins_of(argv))
     p = cli.parser(prog="python -m experiments.audit", doc=__doc__)
     p.add_argument("--num_models", type=int, default=8,
                    help="models a fleet (default 8; >= 4: the likelihood-ratio test "
                         "fits on half of each fleet and scores the other half)")
-    a = p.parse_args(cli.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    a = p.parse_args(cli.join_negative_values(argv))
     # Flags of the shared parser that an audit cannot honour: it trains its own
     # Retrain fleets on one split, and a fleet member is one setting.
     for flag, given in (("--seeds", a.seeds), ("--retrain_from", a.retrain_from),

@@ -77,10 +77,13 @@ def main(argv=None) -> int:
   p.add_argument("--grid", action="append", default=[], help="FIELD=v1,v2 (repeatable)")
   p.add_argument("--no_progress", action="store_true")
   p.add_argument("--compile_cache", default=None, help="as experiments.unlearn's")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                 help="as experiments.unlearn's: a module that registers a method or rule")
   try:
     if cli.HOST_DEVICES_ERROR:
       raise cli.UsageError(cli.HOST_DEVICES_ERROR)
     a = p.parse_args(cli.join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    cli.import_plugins(a.imports)
     cli.xla_cache.enable(a.compile_cache)
     if a.method not in configs.METHODS[1:]:
       raise cli.UsageError(f"--method {a.method!r}: known {', '.join(configs.METHODS[1:])}")

@@ -201,6 +201,18 @@ def scenario_of(a) -> str:
   return scenario
 
 
+def plugins_of(argv) -> list[str]:
+  """The --import modules named in argv, read before the parser is built:
+  a plugin's methods bring flags of their own."""
+  out = []
+  for i, arg in enumerate(argv):
+    if arg == "--import" and i + 1 < len(argv):
+      out.append(argv[i + 1])
+    elif arg.startswith("--import="):
+      out.append(arg.split("=", 1)[1])
+  return out
+
+
 def import_plugins(modules) -> None:
   """--import: modules that register mixing rules (or anything else) first."""
   import importlib
@@ -301,6 +313,7 @@ def main(argv=None, *, prog: str = "python -m experiments.unlearn",
     if HOST_DEVICES_ERROR:
       raise UsageError(HOST_DEVICES_ERROR)
     argv = sys.argv[1:] if argv is None else list(argv)
+    import_plugins(plugins_of(argv))
     a = parser(prog, grid_flags=dataset is None, doc=doc).parse_args(
         join_negative_values(argv))
     import_plugins(a.imports)

@@ -317,3 +317,72 @@ def test_forget_indices_split_rules():
   with pytest.raises(S.SplitError, match="replaces the random draw"):
     S.make_split(y, 50, seed=3, scenario="class", forget_classes=(1,), test_strata=y[:50],
                  forget_indices=a.forget)
+
+
+# ---------------------------------------------------------------- a method as a plugin
+
+
+@pytest.fixture
+def plugin_method(monkeypatch):
+  """tests/plugin_anchor.py registered, and unregistered afterwards (the
+  registries are process-wide)."""
+  import importlib
+  from ugradsl_jax import methods
+  for attr in ("METHODS", "METHOD_READS", "PLUGIN_HPARAMS", "PLUGIN_RECIPES"):
+    monkeypatch.setattr(configs, attr, type(getattr(configs, attr))(getattr(configs, attr)))
+  monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
+  import plugin_anchor
+  return importlib.reload(plugin_anchor)
+
+
+def test_registered_method_runs_by_name_with_its_own_hparams(plugin_method, toy):
+  """A method added from user code runs through unlearn() like a built-in
+  one: with anchor 0 it is GA (one full-batch step: the data order cannot
+  differ), with a large anchor it stays near the start; its own
+  hyper-parameters are checked and its diagnostics logged."""
+  x, y = toy
+  model = MLP()
+  v = model.init(jax.random.key(1), x[:2])
+  f, r = (x[:40], y[:40]), (x[40:], y[40:])
+  kw = dict(lr=0.3, epochs=1, batch_size=40, momentum=0.0, weight_decay=0.0, alpha=-0.5)
+  assert "ga_anchor" in configs.METHODS and "ga_anchor" in configs.get("smoke").methods
+  hist = []
+  free = ug.unlearn(model, v, f, r, method="ga_anchor", method_hparams={"anchor": 0.0},
+                    history=hist, **kw)
+  ga = ug.unlearn(model, v, f, r, method="ga", **kw)
+  for a, b in zip(jax.tree.leaves(free["params"]), jax.tree.leaves(ga["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert hist and hist[0]["anchor_dist"] == 0.0  # at the start of the step
+  # Negative control: the anchor's term enters the objective (its gradient
+  # is 0 at the start, so over several steps).
+  kw["epochs"] = 4
+  free = ug.unlearn(model, v, f, r, method="ga_anchor", method_hparams={"anchor": 0.0}, **kw)
+  held = ug.unlearn(model, v, f, r, method="ga_anchor", method_hparams={"anchor": 5.0}, **kw)
+  dist = lambda out: sum(float(np.sum((a - b) ** 2)) for a, b in zip(  # noqa: E731
+      jax.tree.leaves(out["params"]), jax.tree.leaves(v["params"])))
+  assert dist(held) < 0.75 * dist(free)  # 0.60 measured
+  with pytest.raises(configs.ConfigError, match="no hyper-parameter tau; it takes: anchor"):
+    ug.unlearn(model, v, f, r, method="ga_anchor", method_hparams={"tau": 1.0}, **kw)
+  with pytest.raises(TypeError, match="unknown keyword mask_ratio"):
+    ug.unlearn(model, v, f, r, method="ga_anchor", mask_ratio=0.5)
+
+
+def test_registered_method_on_the_command_line(plugin_method, few_run, cifar, tmp_path):
+  """--import brings the method's flags into --help and its own values into
+  the recipe; the protocol runs it as a table row."""
+  from experiments import unlearn as cli
+  assert "--ga_anchor_method_hparams" in cli.parser().format_help()
+  a = cli.parser().parse_args(["--preset", "smoke", "--import", "plugin_anchor",
+                               "--ga_anchor_method_hparams", "anchor=0.5",
+                               "--ga_anchor_lr", "0.02", "--no_retrain",
+                               "--init_checkpoint", str(few_run / "original")])
+  cfg = cli.config_from_args(a)
+  assert cfg.methods["ga_anchor"].method_hparams == {"anchor": 0.5}
+  res = protocol.run_seed(cfg, cifar, tmp_path / "w", ["ga_anchor"], progress=False)
+  row = res["methods"]["ga_anchor"]
+  assert row["hparams"]["method_hparams"] == {"anchor": 0.5} and row["hparams"]["lr"] == 0.02
+  assert row["UA"] is not None and not row["diverged"]
+  rows = [json.loads(line) for line in
+          (tmp_path / "w" / "ga_anchor" / "history.jsonl").read_text().splitlines()]
+  assert rows and all("anchor_dist" in r for r in rows)
+  assert cli.main(["--preset", "smoke", "--methods", "nope_method", "--no_progress"]) == 2

@@ -11,7 +11,7 @@ JAX starts.
 
 __version__ = "0.2.0"
 
-__all__ = ["__version__", "unlearn", "evaluate", "recipe", "mixing", "configs",
+__all__ = ["__version__", "unlearn", "evaluate", "recipe", "mixing", "methods", "configs",
            "METHODS"]
 
 from .configs import METHODS  # noqa: E402  (JAX-free)
@@ -22,6 +22,6 @@ def __getattr__(name):
   import importlib
   if name in ("unlearn", "evaluate", "recipe"):
     return getattr(importlib.import_module(f"{__name__}.api"), name)
-  if name == "mixing":
-    return importlib.import_module(f"{__name__}.mixing")
+  if name in ("mixing", "methods"):
+    return importlib.import_module(f"{__name__}.{name}")
   raise AttributeError(f"module 'ugradsl_jax' has no attribute {name!r}")

@@ -59,8 +59,9 @@ def recipe(method: str, **hparams):
   if unknown:
     raise TypeError(f"unlearn(method={method!r}): unknown keyword "
                     f"{', '.join(unknown)}; its recipe fields are: {', '.join(fields)}")
-  if "mix_hparams" in hparams:
-    hparams["mix_hparams"] = dict(hparams["mix_hparams"] or {})
+  for key in ("mix_hparams", "method_hparams"):
+    if key in hparams:
+      hparams[key] = dict(hparams[key] or {})
   return dataclasses.replace(_defaults(method), **hparams)
 
 

@@ -28,13 +28,14 @@ MODELS = ("resnet18", "vgg16", "vit", "transformer")
 # Which models read which inputs (datasets.Spec.modality).
 MODEL_MODALITY = {"resnet18": "image", "vgg16": "image", "vit": "image",
                   "transformer": "text"}
-METHODS = ("retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
+# Every method's name; a plugin adds its own (add_method), so this list grows.
+METHODS = ["retrain", "ft", "ga", "rl", "l1_sparse", "salun", "neggrad_plus",
            "ugradsl", "ugradsl_plus", "ugradsl_adaptive", "ugradsl_plus_adaptive",
-           "iu", "boundary_shrink", "boundary_expanding", "scrub", "ssd")
+           "iu", "boundary_shrink", "boundary_expanding", "scrub", "ssd"]
 # What a run does without --methods: the UGradSL paper's table rows (the
 # quick table in <= 15 min on 2 CPU cores); --methods all adds the other
-# baselines.
-DEFAULT_METHODS = METHODS[:11]
+# baselines and any registered method.
+DEFAULT_METHODS = tuple(METHODS[:11])
 ONE_SHOT_METHODS = ("iu", "ssd")  # no training loop, no history
 
 
@@ -114,6 +115,9 @@ class MethodCfg:
   # The mixing rule's own hyper-parameters (registry.MIX_RULES), on top of
   # its registered defaults; they reach the rule in hp.
   mix_hparams: dict = dataclasses.field(default_factory=dict)
+  # A registered method's own hyper-parameters (add_method), on top of its
+  # registered defaults.
+  method_hparams: dict = dataclasses.field(default_factory=dict)
 
 
 def _bool(s: str) -> bool:
@@ -173,6 +177,7 @@ METHOD_FIELD_SPECS = {
     "p": (float, "weight of the retain term, in [0, 1]"),
     "mix": (str, "gradient-mixing rule (weighted | normalized | pcgrad | a registered one)"),
     "mix_hparams": (parse_mix_hparams, "the rule's own hyper-parameters, name=value,..."),
+    "method_hparams": (parse_mix_hparams, "the method's own hyper-parameters, name=value,..."),
     "l1": (float, "l1 weight in epoch 0, decayed linearly epoch by epoch"),
     "no_l1_epochs": (int, "the last epochs without the l1 penalty"),
     "rl_loop": (str, "auto | sequential | union: RL's pass over the relabelled forget set"),
@@ -207,6 +212,69 @@ METHOD_READS = {
     # SCRUB's KL and CE terms are batch means, as the reference's.
     "scrub": tuple(f for f in _COMMON if f != "reduction") + ("msteps", "temperature",
                                                                "kd_weight", "ce_weight")}
+# Methods added by user code: their own hyper-parameters and defaults, and
+# the preset recipe fields they change (over the preset's FT recipe).
+PLUGIN_HPARAMS: dict[str, dict] = {}
+PLUGIN_RECIPES: dict[str, dict] = {}
+
+
+def add_method(name: str, reads=_COMMON, hparams: Mapping[str, float] | None = None,
+               recipe: Mapping | None = None) -> None:
+  """Adds method `name` (JAX-free: its function is methods.register's):
+  `reads`, the recipe fields it reads (each a --<name>_<field> flag);
+  `hparams`, its own hyper-parameters and their defaults (method_hparams);
+  `recipe`, fields that differ from the preset's FT recipe. Every preset
+  then carries its recipe, and the command line, the API, tuning and
+  config.json replay know it."""
+  if not isinstance(name, str) or not name.isidentifier():
+    raise ValueError(f"method name {name!r}: must be an identifier (letters, digits, _)")
+  if name in METHODS and name not in PLUGIN_RECIPES:
+    raise ValueError(f"method {name!r}: a built-in method's name")
+  reads = tuple(reads)
+  bad = sorted(set(reads) - set(METHOD_FIELD_SPECS))
+  if bad:
+    raise ValueError(f"method {name!r}: reads unknown recipe fields {', '.join(bad)}; "
+                     f"known: {', '.join(METHOD_FIELD_SPECS)}")
+  hp = {}
+  for k, v in (hparams or {}).items():
+    if not isinstance(k, str) or not k.isidentifier():
+      raise ValueError(f"method {name!r}: hyper-parameter name {k!r} must be an identifier")
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+      raise ValueError(f"method {name!r}: hyper-parameter {k} default {v!r} must be a number")
+    hp[k] = float(v)
+  fields = {f.name for f in dataclasses.fields(MethodCfg)}
+  bad = sorted(set(recipe or {}) - fields)
+  if bad:
+    raise ValueError(f"method {name!r}: recipe has unknown fields {', '.join(bad)}")
+  if hp:
+    reads = (*[r for r in reads if r != "method_hparams"], "method_hparams")
+  if name not in METHODS:
+    METHODS.append(name)
+  METHOD_READS[name] = reads
+  PLUGIN_HPARAMS[name] = hp
+  PLUGIN_RECIPES[name] = dict(recipe or {})
+
+
+def method_hparams(name: str, given: Mapping | None = None) -> dict:
+  """A registered method's own hyper-parameters: its defaults with `given`
+  on top; an unknown key is a ConfigError naming what it takes."""
+  known = PLUGIN_HPARAMS.get(name, {})
+  extra = sorted(set(given or {}) - set(known))
+  if extra:
+    raise ConfigError(f"--{name}_method_hparams: {name} has no hyper-parameter "
+                      f"{', '.join(extra)}; it takes: {', '.join(known) or 'none'}")
+  return {**known, **{k: float(v) for k, v in (given or {}).items()}}
+
+
+def _with_plugins(cfg: "Config") -> "Config":
+  """The preset with every registered method's recipe."""
+  if not PLUGIN_RECIPES:
+    return cfg
+  base = cfg.methods["ft"]
+  return dataclasses.replace(cfg, methods={**cfg.methods, **{
+      n: dataclasses.replace(base, **r) for n, r in PLUGIN_RECIPES.items()}})
+
+
 TRAIN_FIELD_SPECS = {
     "epochs": (int, "epochs"), "lr": (float, "peak learning rate"),
     "batch_size": (int, "batch size"),
@@ -221,7 +289,7 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
                   "reduction")}
 # Fields added after workdirs existed: left out of a phase's checkpoint meta
 # at their default, so those workdirs stay valid.
-META_OPTIONAL = {"mix_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
+META_OPTIONAL = {"mix_hparams": {}, "method_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
                  "feature_mode": "train", "scale": 0.2, "num_samples": 1000,
                  "woodfisher": "reference", "bound": 0.1, "selection": 10.0,
                  "dampening": 1.0, "msteps": 2, "temperature": 4.0, "kd_weight": 0.001,
@@ -329,7 +397,8 @@ def from_dict(d: Mapping) -> Config:
     raise ConfigError(f"config: missing {e}") from None
   for k, v in d["methods"].items():
     if v is not None:
-      d["methods"][k] = dataclasses.replace(v, mix_hparams=dict(v.mix_hparams))
+      d["methods"][k] = dataclasses.replace(v, mix_hparams=dict(v.mix_hparams),
+                                            method_hparams=dict(v.method_hparams))
   d["text"] = build(TextCfg, d.get("text"), "text")
   for k in ("forget_classes", "sweep_alpha", "sweep_p", "sweep_beta"):
     if isinstance(d.get(k), list):
@@ -664,7 +733,7 @@ def get(preset: str, dataset: str = "cifar10", scenario: str = "random",
     over = dict(dataset=dataset, scenario=scenario, model=model)
     if scenario != "random":
       over["forget_fraction"] = None
-    return dataclasses.replace(cfg, **over)
+    return _with_plugins(dataclasses.replace(cfg, **over))
   cfg = PRESETS[preset]()
   if preset == "quick" and scenario == "class":
     # The adaptive rows start from the class-wise fixed-rate values.
@@ -681,7 +750,7 @@ def get(preset: str, dataset: str = "cifar10", scenario: str = "random",
     total = cfg.train_per_class * 10
     over["train_per_class"] = max(10, total // num_classes)
     over["test_size"] = max(cfg.test_size, 2 * num_classes)
-  return dataclasses.replace(cfg, **over)
+  return _with_plugins(dataclasses.replace(cfg, **over))
 
 
 def with_method(cfg: Config, name: str, **changes) -> Config:
@@ -750,6 +819,9 @@ def validate(cfg: Config, names=None) -> None:
       if what != "--sweep_alpha" and not 0.0 <= v <= 1.0:
         raise ConfigError(f"{what} {v}: must be in [0, 1]")
   for name, m in cfg.methods.items():
+    if name not in METHODS:
+      raise ConfigError(f"method {name!r}: not registered; --import the module that "
+                        "registers it (ugradsl_jax.methods.register)")
     if m is None:
       continue
     pos(m.epochs, f"--{name}_epochs")
@@ -799,6 +871,8 @@ def validate(cfg: Config, names=None) -> None:
                         "the retain batch the rate is measured against")
     if not (math.isfinite(m.beta) and 0.0 <= m.beta <= 1.0):
       raise ConfigError(f"--{name}_beta {m.beta}: must be in [0, 1] (a feature distance)")
+    if m.method_hparams or name in PLUGIN_HPARAMS:
+      method_hparams(name, m.method_hparams)
     try:
       registry.mix_hparams(m.mix, m.mix_hparams, what=f"--{name}_mix_hparams")
     except ValueError as e:

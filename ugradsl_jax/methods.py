@@ -362,6 +362,25 @@ REGISTRY: dict[str, Callable] = {
     "ugradsl_adaptive": ugradsl_adaptive, "ugradsl_plus_adaptive": ugradsl_plus_adaptive}
 
 
+def register(name: str, *, reads=configs.METHOD_READS["ft"], hparams=None, recipe=None):
+  """Decorator: adds `fn(exp, orig, m) -> recipe` as method `name`, run by
+  name like the built-in ones (--methods, ugradsl_jax.unlearn, tuning).
+
+  reads    the recipe fields it reads (MethodCfg's; each a --<name>_<field>
+           flag and an unlearn keyword); default FT's
+  hparams  its own hyper-parameters and their defaults; the run's values
+           are configs.method_hparams(name, m.method_hparams)
+  recipe   fields that differ from each preset's FT recipe (e.g. lr)
+
+  `fn` builds a phases.Trained (descent() and _paired() are the built-in
+  methods' builders) or a phases.Computed; the phase's name is `name`."""
+  def add(fn: Callable) -> Callable:
+    configs.add_method(name, reads, hparams, recipe)
+    REGISTRY[name] = fn
+    return fn
+  return add
+
+
 def computed(orig: Phase, name: str, recipe, compute) -> Computed:
   """A method without a training loop (SSD, IU): `compute()` -> (params,
   outcome dict with rte_s and compile_s) from the original model's state."""
