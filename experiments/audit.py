@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     # Retrain fleets on one split, and a fleet member is one setting.
     for flag, given in (("--seeds", a.seeds), ("--retrain_from", a.retrain_from),
                         ("--no_retrain", a.no_retrain), ("--sweep_alpha", a.sweep_alpha),
-                        ("--sweep_p", a.sweep_p), ("--sweep_beta", a.sweep_beta)):
+                        ("--sweep_p", a.sweep_p), ("--sweep_beta", a.sweep_beta),
+                        ("--sweep_mix", a.sweep_mix)):
       if given:
         raise cli.UsageError(f"{flag}: not for an audit, which trains its own Retrain "
                              "fleets on one split (--seed) and one setting a method")

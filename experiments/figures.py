@@ -62,9 +62,8 @@ def draw(root: Path, out: Path, seed: int | None = None) -> list[Path]:
 def _sweeps(where: Path, out: Path) -> list[Path]:
   written = []
   for sweep_file in sorted(where.glob("sweep_*.json")):
-    png = out / f"{sweep_file.stem}.png"
-    plots.sweep_heatmap(json.loads(sweep_file.read_text()), png)
-    written.append(png)
+    written += plots.sweep_heatmaps(json.loads(sweep_file.read_text()),
+                                    out / f"{sweep_file.stem}.png")
   return written
 
 

@@ -114,6 +114,9 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
   p.add_argument("--sweep_p", default=None, help="comma list of p, crossed with --sweep_alpha")
   p.add_argument("--sweep_beta", default=None,
                  help="comma list of beta (adaptive alpha_mode), crossed with the others")
+  p.add_argument("--sweep_mix", action="append", default=[], metavar="NAME=v1,v2",
+                 help="values of the mixing rule's own hyper-parameter NAME, crossed "
+                      "with the others (repeatable, one NAME each)")
   p.add_argument("--no_progress", action="store_true")
   p.add_argument("--passes", default=None,
                  help="two | one | auto: the paired step's two batches in two passes "
@@ -264,6 +267,16 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
       over[flag] = str(Path(over[flag]).absolute())
   if over.get("forget_indices") is not None:
     over["forget_fraction"] = None  # the indices say how many
+  if _get(a, "sweep_mix"):
+    over["sweep_mix"] = {}
+    for item in a.sweep_mix:
+      key, eq, vals = item.partition("=")
+      try:
+        over["sweep_mix"][key.strip()] = tuple(float(x) for x in vals.split(","))
+      except ValueError:
+        eq = ""
+      if not eq or not key.strip():
+        raise UsageError(f"--sweep_mix {item!r}: expected NAME=v1,v2,...")
   for flag in ("sweep_alpha", "sweep_p", "sweep_beta"):
     if _get(a, flag):
       try:

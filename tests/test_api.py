@@ -386,3 +386,38 @@ def test_registered_method_on_the_command_line(plugin_method, few_run, cifar, tm
           (tmp_path / "w" / "ga_anchor" / "history.jsonl").read_text().splitlines()]
   assert rows and all("anchor_dist" in r for r in rows)
   assert cli.main(["--preset", "smoke", "--methods", "nope_method", "--no_progress"]) == 2
+
+
+def test_sweep_over_a_rules_own_value(few_run, cifar, tmp_path):
+  """--sweep_mix: a registered rule's own hyper-parameter is swept like
+  alpha (one vmapped program), recorded in the row's mix_hparams, and drawn
+  as one heatmap a value; each member equals a single run at its value."""
+  @mixing.register("test_forget_scale", hparams={"tau": 1.0}, overwrite=True)
+  def rule(g_r, g_f, hp):
+    return jax.tree.map(lambda r, f: hp["p"] * r - hp["tau"] * (1 - hp["p"]) * f, g_r, g_f)
+
+  base = configs.with_method(configs.get("smoke"), "ugradsl", mix="test_forget_scale", lr=0.1)
+  cfg = dataclasses.replace(base, init_checkpoint=str(few_run / "original"),
+                            retrain_from=str(few_run), sweep_mix={"tau": (0.0, 2.0)})
+  with pytest.raises(configs.ConfigError, match="takes tau"):
+    configs.validate(dataclasses.replace(cfg, sweep_mix={"gamma": (1.0,)}), ["ugradsl"])
+  from experiments import unlearn as cli
+  flags = ["--preset", "smoke", "--sweep_mix", "tau=0,2", "--ugradsl_mix", "test_forget_scale"]
+  assert cli.config_from_args(cli.parser().parse_args(flags)).sweep_mix == {"tau": (0.0, 2.0)}
+  with pytest.raises(cli.UsageError, match="expected NAME=v1,v2"):
+    cli.config_from_args(cli.parser().parse_args(["--sweep_mix", "tau"]))
+  res = protocol.run_seed(cfg, cifar, tmp_path / "sw", ["ugradsl"], progress=False)
+  row = res["methods"]["ugradsl"]
+  assert [t["tau"] for t in row["sweep"]] == [0.0, 2.0] and row["sweep_size"] == 2
+  best = min(row["sweep"], key=lambda t: t["val_avg_gap"])
+  assert row["hparams"]["mix_hparams"] == {"tau": best["tau"]}
+  assert row["sweep"][0]["val_avg_gap"] != row["sweep"][1]["val_avg_gap"]  # the values matter
+  assert {p.name for p in (tmp_path / "sw").glob("sweep_ugradsl*.png")} == {
+      "sweep_ugradsl_tau=0.png", "sweep_ugradsl_tau=2.png"}
+  single = dataclasses.replace(configs.with_method(base, "ugradsl",
+                                                   mix_hparams={"tau": best["tau"]}),
+                               init_checkpoint=cfg.init_checkpoint,
+                               retrain_from=cfg.retrain_from)
+  one = protocol.run_seed(single, cifar, tmp_path / "one", ["ugradsl"], progress=False)
+  for k in ("UA", "RA", "TA"):
+    assert one["methods"]["ugradsl"][k] == pytest.approx(row[k], abs=0.3)

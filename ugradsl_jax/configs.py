@@ -356,6 +356,9 @@ class Config:
   sweep_alpha: tuple | None = None
   sweep_p: tuple | None = None
   sweep_beta: tuple | None = None     # adaptive alpha_mode only
+  # The mixing rule's own hyper-parameters, swept with the others:
+  # {"tau": (0.1, 0.5)} (each name one of the rule's, registry.MIX_RULES).
+  sweep_mix: dict | None = None
   log_every: int = 10                 # steps between rows of a phase's history
   text: TextCfg | None = None         # text data sets only
   # Starting from what the user has (README "Bring your own"):
@@ -403,6 +406,8 @@ def from_dict(d: Mapping) -> Config:
   for k in ("forget_classes", "sweep_alpha", "sweep_p", "sweep_beta"):
     if isinstance(d.get(k), list):
       d[k] = tuple(d[k])
+  if d.get("sweep_mix"):
+    d["sweep_mix"] = {k: tuple(v) for k, v in d["sweep_mix"].items()}
   return Config(**d)
 
 
@@ -768,7 +773,8 @@ PRIMARY = {"neggrad_plus": "forget", "ugradsl": "forget", "ugradsl_adaptive": "f
 
 def sweeping(cfg: Config, name: str) -> bool:
   """Whether method `name` runs as a vmapped sweep (the UGradSL family only)."""
-  return bool(cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta) and name in ADAPTIVE_METHODS
+  return bool(cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta or cfg.sweep_mix) and \
+      name in ADAPTIVE_METHODS
 
 
 def check_methods(names, with_retrain: bool = True) -> list[str]:
@@ -818,6 +824,9 @@ def validate(cfg: Config, names=None) -> None:
         raise ConfigError(f"{what} {v}: must be finite")
       if what != "--sweep_alpha" and not 0.0 <= v <= 1.0:
         raise ConfigError(f"{what} {v}: must be in [0, 1]")
+  for key, vals in (cfg.sweep_mix or {}).items():
+    if not vals or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
+      raise ConfigError(f"--sweep_mix {key}: expected finite numbers, got {vals!r}")
   for name, m in cfg.methods.items():
     if name not in METHODS:
       raise ConfigError(f"method {name!r}: not registered; --import the module that "
@@ -883,7 +892,7 @@ def validate(cfg: Config, names=None) -> None:
                       "forgets whole classes")
   if cfg.no_retrain and cfg.retrain_from:
     raise ConfigError("--no_retrain and --retrain_from exclude each other")
-  if cfg.no_retrain and (cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta):
+  if cfg.no_retrain and (cfg.sweep_alpha or cfg.sweep_p or cfg.sweep_beta or cfg.sweep_mix):
     raise ConfigError("--no_retrain: a sweep chooses by validation Avg. Gap against "
                       "Retrain, which --no_retrain leaves out")
   _validate_scenario(cfg)
@@ -920,6 +929,14 @@ def _validate_for(cfg: Config, names: list[str]) -> None:
     raise ConfigError(
         "--sweep_beta needs an adaptive-rate method among --methods "
         "(ugradsl_adaptive, ugradsl_plus_adaptive, or --ugradsl_alpha_mode adaptive)")
+  for n in names:
+    if cfg.sweep_mix and sweeping(cfg, n):
+      m = cfg.methods[n]
+      known = registry.MIX_RULES[m.mix].hparams
+      extra = sorted(set(cfg.sweep_mix) - set(known))
+      if extra:
+        raise ConfigError(f"--sweep_mix {', '.join(extra)}: {n}'s mixing rule {m.mix!r} "
+                          f"takes {', '.join(known) or 'no hyper-parameters'}")
   if cfg.passes == "one":
     for n in names:
       m = cfg.methods.get(n)

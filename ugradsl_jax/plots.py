@@ -8,6 +8,7 @@ module imports report, never the other way round.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -267,6 +268,39 @@ def oriented(sweep: dict) -> tuple[dict, tuple[str, str, str]]:
   if sweep.get("chosen"):
     out["chosen"] = move(sweep["chosen"])
   return out, names
+
+
+GRID_AXES = ("alpha", "p", "beta")
+
+
+def sweep_slices(sweep: dict):
+  """(file name suffix, the sensitivity map at one value of each other axis)
+  for each combination of the values of the axes beyond alpha, p and beta
+  (a mixing rule's own, --sweep_mix); ("", sweep) when there are none."""
+  extra = [a for a in sweep["axes"] if a not in GRID_AXES]
+  if not extra:
+    yield "", sweep
+    return
+  for values in itertools.product(*(sweep["axes"][a] for a in extra)):
+    at = dict(zip(extra, values))
+    here = lambda t: all(t.get(a) == v for a, v in at.items())  # noqa: E731
+    tag = ",".join(f"{a}={v:g}" for a, v in at.items())
+    chosen = sweep.get("chosen") or {}
+    yield f"_{tag}", {
+        **sweep, "title": f"{sweep.get('title', '')}, {tag}",
+        "axes": {a: v for a, v in sweep["axes"].items() if a in GRID_AXES},
+        "trials": [t for t in sweep["trials"] if here(t)],
+        "chosen": {a: v for a, v in chosen.items() if a in GRID_AXES} if here(chosen) else {}}
+
+
+def sweep_heatmaps(sweep: dict, path) -> list[Path]:
+  """sweep_heatmap of each of sweep_slices, `path` with the slice's suffix."""
+  path = Path(path)
+  out = []
+  for suffix, part in sweep_slices(sweep):
+    out.append(path.with_name(f"{path.stem}{suffix}{path.suffix}"))
+    sweep_heatmap(part, out[-1])
+  return out
 
 
 def sweep_heatmap(sweep: dict, path) -> None:

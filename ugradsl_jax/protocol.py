@@ -195,11 +195,14 @@ def sweep_row(exp: Experiment, runner: Runner, name: str, m, orig: Phase,
   """Train the sweep at once, score each member, keep the best on validation."""
   cfg = exp.cfg
   betas = cfg.sweep_beta if m.alpha_mode == "adaptive" else None
-  grid = sweep.grid(cfg.sweep_alpha, cfg.sweep_p, m.alpha, m.p, betas, m.beta)
+  grid = sweep.grid(cfg.sweep_alpha, cfg.sweep_p, m.alpha, m.p, betas, m.beta,
+                    mix=cfg.sweep_mix)
   phase = phases.run(exp, runner, methods.ugradsl_sweep(exp, orig, m, name, grid))
   k = len(grid["alpha"])
   members = sweep.unstack(phase.state, k)
-  keys = ("alpha", "p", "beta") if m.alpha_mode == "adaptive" else ("alpha", "p")
+  base = ("alpha", "p", "beta") if m.alpha_mode == "adaptive" else ("alpha", "p")
+  mix_keys = tuple(cfg.sweep_mix or ())
+  keys = base + mix_keys
   trials = []
   for i, st in enumerate(members):
     sc = evaluated(exp, runner, f"{name}_sweep", Phase(st, phase.outcome), member=i)
@@ -220,14 +223,15 @@ def sweep_row(exp: Experiment, runner: Runner, name: str, m, orig: Phase,
              "chosen": chosen, "selected_by": "validation Avg. Gap against Retrain"}
     checkpoint.write_json(runner.workdir / f"sweep_{name}.json", smap)
     if distributed.is_primary():
-      plots.sweep_heatmap(smap, runner.workdir / f"sweep_{name}.png")
+      plots.sweep_heatmaps(smap, runner.workdir / f"sweep_{name}.png")
   c = cost(phase.outcome)
   return {**best["test"], **c,
           # RTE per setting, comparable with a single run's; the whole sweep's apart.
           "rte_s": c["rte_s"] / k, "rte_total_s": c["rte_s"],
           "diverged": best["diverged"], "diverged_step": None,
           "resumed_from_step": phase.outcome.get("resumed_from_step"),
-          "hparams": {**dataclasses.asdict(m), **chosen},
+          "hparams": {**dataclasses.asdict(m), **{a: chosen[a] for a in base},
+                      "mix_hparams": {**m.mix_hparams, **{a: chosen[a] for a in mix_keys}}},
           "val": best["val"], "selected_in_run": True, "sweep_size": k,
           "sweep": [{k2: t[k2] for k2 in (*keys, "diverged", "val_avg_gap")}
                     for t in trials],

@@ -32,11 +32,13 @@ def vmapped(step):
 
 
 def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5,
-         betas=None, beta0: float = 0.2) -> dict:
-  """Cartesian grid of alpha x p x beta, {"alpha": [K], "p": [K], "beta": [K]}
-  (float64, as typed; the step casts to float32). A missing axis holds its
-  one default value."""
-  axes = [np.asarray(v if v else [d], np.float64)
-          for v, d in ((alphas, alpha0), (ps, p0), (betas, beta0))]
+         betas=None, beta0: float = 0.2, mix: dict | None = None) -> dict:
+  """Cartesian grid of alpha x p x beta (x each of `mix`'s axes: a mixing
+  rule's own values, {name: values}), {"alpha": [K], "p": [K], "beta": [K],
+  name: [K], ...} (float64, as typed; the step casts to float32). A missing
+  axis holds its one default value."""
+  named = [("alpha", alphas, alpha0), ("p", ps, p0), ("beta", betas, beta0)]
+  named += [(k, v, None) for k, v in (mix or {}).items()]
+  axes = [np.asarray(v if v else [d], np.float64) for _, v, d in named]
   mesh = np.meshgrid(*axes, indexing="ij")
-  return {k: m.ravel() for k, m in zip(("alpha", "p", "beta"), mesh)}
+  return {k: m.ravel() for (k, _, _), m in zip(named, mesh)}
