@@ -14,6 +14,7 @@ every model is a resumable phase under <workdir>/fleet/.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,10 @@ def main(argv=None) -> int:
     p.add_argument("--num_models", type=int, default=8,
                    help="models a fleet (default 8; >= 4: the likelihood-ratio test "
                         "fits on half of each fleet and scores the other half)")
+    p.add_argument("--fleet", default="auto", choices=fleet.MODES,
+                   help="vmap: each fleet as one program over the members' stacked "
+                        "states; sequential: one member after another; auto (default): "
+                        "vmap on a GPU or TPU, sequential on a CPU (same models)")
     a = p.parse_args(cli.join_negative_values(argv))
     # Flags of the shared parser that an audit cannot honour: it trains its own
     # Retrain fleets on one split, and a fleet member is one setting.
@@ -55,7 +60,8 @@ def main(argv=None) -> int:
     cli.xla_cache.enable(a.compile_cache)
     workdir = Path(a.workdir or f"runs/audit_{cfg.preset}")
     data = datasets.load(cfg.dataset, a.data_dir, text=cfg.text)
-    res = run(cfg, data, workdir, names, a.num_models, progress=not a.no_progress)
+    res = run(cfg, data, workdir, names, a.num_models, progress=not a.no_progress,
+              fleet_mode=a.fleet)
     print("\n" + table(res["methods"]))
     print(f"\nwrote {workdir}/audit.json, audit.md, audit.png")
     return 0
@@ -65,7 +71,7 @@ def main(argv=None) -> int:
 
 
 def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
-        progress: bool = False) -> dict:
+        progress: bool = False, fleet_mode: str = "auto") -> dict:
   t0 = time.perf_counter()
   exp = protocol.setup(cfg, data)
   protocol.preflight(exp, workdir, ["retrain", *names])
@@ -74,13 +80,13 @@ def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
   orig = phases.run(exp, runner, methods.original(exp))
   log = lambda s: print(s, flush=True)  # noqa: E731
   log(f"Retrain fleet ({n} models) ...")
-  retrained = fleet.train_fleet(exp, runner, orig, "retrain", n, log=log)
+  train = functools.partial(fleet.train_fleet, exp, runner, orig, log=log, mode=fleet_mode)
+  retrained = train("retrain", n)
   log(f"control fleet ({n} more Retrains) ...")
-  fleets = {fleet.CONTROL: fleet.train_fleet(exp, runner, orig, "retrain", n, offset=n,
-                                             log=log)}
+  fleets = {fleet.CONTROL: train("retrain", n, offset=n)}
   for name in names:
     log(f"{name} fleet ({n} models) ...")
-    fleets[name] = fleet.train_fleet(exp, runner, orig, name, n, log=log)
+    fleets[name] = train(name, n)
   labels = exp.data.train_y[exp.split.forget]
   rows = fleet.audit_rows(fleets, retrained, labels, seed=cfg.seed)
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
@@ -88,6 +94,7 @@ def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
          "forget_size": int(len(exp.split.forget)), "methods": rows,
          "retrain": {"RA": float(retrained.ra.mean()), "TA": float(retrained.ta.mean()),
                      "UA": float(retrained.ua.mean()), "fleet_wall_s": retrained.wall_s},
+         "fleet_mode": "vmap" if fleet.vmaps(fleet_mode) else "sequential",
          "config": cfg.to_dict(), "machine": report.machine(),
          "wall_s": time.perf_counter() - t0}
   if distributed.is_primary():

@@ -60,3 +60,29 @@ def test_audit_refuses_flags_it_cannot_honour(flag, capsys):
   assert audit.main(["--preset", "smoke", "--methods", "ga", "--num_models", "4", *flag]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith(f"error: {flag[0]}: not for an audit")
+
+
+@pytest.mark.parametrize("method", ["rl", "retrain"])
+def test_vmapped_fleet_equals_the_sequential_one(cifar, tmp_path, method):
+  """Members trained as one vmapped program (each with its own data order,
+  augmentation, RL labels or initialisation) are the sequential path's
+  members, saved where that path reads them back."""
+  exp = protocol.setup(configs.get("smoke"), cifar)
+  orig = phases.run(exp, phases.Runner(None, progress=False), methods.original(exp))
+  quiet = dict(log=lambda s: None)
+  seq = fleet.train_fleet(exp, phases.Runner(tmp_path / "s", False), orig, method, 2,
+                          mode="sequential", **quiet)
+  vm = fleet.train_fleet(exp, phases.Runner(tmp_path / "v", False), orig, method, 2,
+                         mode="vmap", **quiet)
+  # float32 noise of a vmapped convolution, grown over the steps (Retrain's
+  # pretraining: up to 3e-3 measured); members differ by far more.
+  np.testing.assert_allclose(vm.logits, seq.logits, rtol=1e-2, atol=1e-2)
+  np.testing.assert_allclose(vm.ra, seq.ra, atol=0.6)  # an example or two may flip
+  # Negative control: the members differ, so member i matched member i.
+  assert np.abs(vm.logits[0] - seq.logits[1]).max() > 20 * np.abs(vm.logits - seq.logits).max()
+  again = fleet.train_fleet(exp, phases.Runner(tmp_path / "v", False), orig, method, 2,
+                            mode="sequential", **quiet)
+  np.testing.assert_array_equal(again.logits, vm.logits)  # read back, not retrained
+  assert not any((tmp_path / "v" / "fleet" / "vmap").iterdir())
+  with pytest.raises(configs.ConfigError, match="--fleet 'gpu'"):
+    fleet.vmaps("gpu")

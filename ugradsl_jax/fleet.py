@@ -10,15 +10,20 @@ the augmentation draws and RL's labels. Member i of every fleet has seed
 second Retrain fleet with the seeds after those.
 
 Each member is an ordinary phase, checkpointed in
-`<workdir>/fleet/member_<i>/<method>/` and reused or resumed on rerun. The
-members train one after another. (The vmapped path of the sweep, N stacked
-states as one program, needs per-member batches; it is not here yet.)
+`<workdir>/fleet/member_<i>/<method>/` and reused or resumed on rerun.
+Members train one after another ("sequential"), or, where the device gains
+from it (`mode` "auto" on a GPU or TPU, or "vmap"), as one program over the
+members' stacked states, each with its own batches (`train_together`); that
+path checkpoints the stack under `<workdir>/fleet/vmap/` while it trains and
+then saves each member where the sequential path keeps it, so either path
+reads the other's members back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -27,11 +32,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import methods, metrics, phases
+from . import checkpoint, distributed, methods, metrics, phases, sweep
+from .configs import ConfigError
 from .experiment import Experiment
 from .phases import Phase, Runner
 
 CONTROL = "retrain_control"
+MODES = ("auto", "vmap", "sequential")
+
+
+def vmaps(mode: str) -> bool:
+  """Whether a fleet trains as one vmapped program: "auto" where the device
+  gains from it (a GPU or TPU; on a CPU the stacked members only queue up)."""
+  if mode not in MODES:
+    raise ConfigError(f"--fleet {mode!r}: must be one of {', '.join(MODES)}")
+  return mode == "vmap" or (mode == "auto" and jax.default_backend() != "cpu")
 
 
 def member_seed(split_seed: int, i: int) -> int:
@@ -79,19 +94,82 @@ class Fleet:
   rte_s: float              # the members' RTE summed, as each phase recorded it
 
 
+def _member_recipe(exp: Experiment, runner: Runner, orig: Phase, method: str, i: int):
+  """(member i's experiment, runner, and recipe of `method`)."""
+  mexp, mrunner = member(exp, runner, i)
+  if method == "retrain":
+    recipe = methods.train_from_scratch(mexp, "retrain", mexp.split.retain, mexp.cfg.pretrain)
+  else:
+    recipe = methods.REGISTRY[method](mexp, orig, mexp.cfg.methods[method])
+  return mexp, mrunner, recipe
+
+
+def _finished(runner: Runner, recipe) -> bool:
+  return runner.workdir is not None and \
+      (Path(runner.workdir) / recipe.name / "outcome.json").exists()
+
+
+def train_together(exp: Experiment, runner: Runner, built: list, ids: list[int]) -> dict:
+  """{member id: Phase} of members `ids` (their `built` (exp, runner,
+  Trained) triples) trained as one program: the step vmapped over their
+  stacked states and hp, each member with its own batches (its data order,
+  augmentation and labels), the data shared. Each member is then saved as
+  the finished phase the sequential path would have made (its RTE the
+  stack's divided by the members)."""
+  rs = [r for _, _, r in built]
+  r0, n = rs[0], len(rs)
+  name = f"{r0.name}_{zlib.crc32(','.join(map(str, ids)).encode()):08x}"
+  stacked = phases.Trained(
+      name=name, state0=sweep.stack([jax.device_get(r.state0) for r in rs]),
+      step=sweep.vmapped(r0.step, batch_axis=1),
+      batches=lambda step: sweep.stack_batches([r.batches(step) for r in rs]),
+      num_steps=r0.num_steps, images_per_step=r0.images_per_step * n,
+      recipe={"members": list(ids), "recipe": dataclasses.asdict(r0.recipe)},
+      data=r0.data, lr_fn=r0.lr_fn, meta=r0.meta,
+      hp={k: np.stack([np.asarray(r.hp[k], np.float32) for r in rs]) for k in r0.hp})
+  where = dataclasses.replace(runner, workdir=None if runner.workdir is None else
+                              Path(runner.workdir) / "fleet" / "vmap")
+  phase = phases.run(exp, where, stacked)
+  o = phase.outcome
+  out = {}
+  for k, (state, (mexp, mrunner, r)) in enumerate(zip(sweep.unstack(phase.state, n), built)):
+    bad = bool(np.asarray(o["nonfinite"])[k])
+    outcome = {**{key: v for key, v in o.items() if key != "history"},
+               "rte_s": o["rte_s"] / n, "compile_s": o["compile_s"] / n,
+               "io_s": o["io_s"] / n, "diverged": bad, "diverged_step": None,
+               "no_finite_step": False, "nonfinite": bad, "last_metrics": None,
+               **r.extra, "trained_with": n}
+    if mrunner.workdir is not None:
+      store = checkpoint.PhaseStore(Path(mrunner.workdir) / r.name,
+                                    {**mexp.meta(r.name, r.recipe), **r.meta})
+      try:
+        store.save(int(state.step), state)
+        store.finish(outcome)
+      finally:
+        store.close()
+    member_phase = Phase(state, outcome)
+    out[ids[k]] = member_phase if r.finish is None else r.finish(member_phase)
+  if where.workdir is not None and distributed.is_primary():
+    shutil.rmtree(where.workdir / name, ignore_errors=True)  # every member is saved
+  return out
+
+
 def train_fleet(exp: Experiment, runner: Runner, orig: Phase, method: str, n: int, *,
-                offset: int = 0, log=print) -> Fleet:
+                offset: int = 0, log=print, mode: str = "auto") -> Fleet:
   """`n` members of `method` (retrain: trained from scratch) with member
-  seeds offset .. offset + n - 1."""
+  seeds offset .. offset + n - 1, one after another or (`mode`, vmaps) the
+  unfinished ones as one program."""
   t0 = time.perf_counter()
+  ids = list(range(offset, offset + n))
+  built = [_member_recipe(exp, runner, orig, method, i) for i in ids]
+  together = {}
+  if vmaps(mode) and all(isinstance(r, phases.Trained) for _, _, r in built):
+    todo = [k for k, (_, mrunner, r) in enumerate(built) if not _finished(mrunner, r)]
+    if todo:
+      together = train_together(exp, runner, [built[k] for k in todo], [ids[k] for k in todo])
   logits, ra, ta, ua, rte = [], [], [], [], 0.0
-  for i in range(offset, offset + n):
-    mexp, mrunner = member(exp, runner, i)
-    if method == "retrain":
-      recipe = methods.train_from_scratch(mexp, "retrain", mexp.split.retain, mexp.cfg.pretrain)
-    else:
-      recipe = methods.REGISTRY[method](mexp, orig, mexp.cfg.methods[method])
-    phase = phases.run(mexp, mrunner, recipe)
+  for i, (mexp, mrunner, recipe) in zip(ids, built):
+    phase = together.get(i) or phases.run(mexp, mrunner, recipe)
     if phase.outcome.get("diverged"):
       log(f"warning: {method} member {i} diverged at step {phase.outcome['diverged_step']}")
     rte += float(phases.cost(phase.outcome)["rte_s"] or 0.0)  # as a table row counts it

@@ -21,14 +21,22 @@ def unstack(tree, k: int) -> list:
   return [jax.tree.map(lambda x: x[i], tree) for i in range(k)]
 
 
-def vmapped(step):
+def vmapped(step, batch_axis: int | None = None):
   """step(state, data, batch, hp, *, axis_name, ...) -> same, over a leading K axis
-  of state and hp (data and batch are shared by all K runs)."""
+  of state and hp. Data are shared by all K runs; so is the batch, or, with
+  `batch_axis` 1, each run has its own, stacked on the batch's axis 1 (axis 0
+  stays the global batch, which the parallel wrapper splits across devices:
+  a fleet's members, each with its own data order)."""
   @functools.wraps(step)
   def run(state, data, batch, hp, *, axis_name, **kw):
     one = functools.partial(step, axis_name=axis_name, **kw)
-    return jax.vmap(one, in_axes=(0, None, None, 0))(state, data, batch, hp)
+    return jax.vmap(one, in_axes=(0, None, batch_axis, 0))(state, data, batch, hp)
   return run
+
+
+def stack_batches(batches: list):
+  """K runs' batches -> one, stacked on axis 1 (vmapped(..., batch_axis=1))."""
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs], axis=1), *batches)
 
 
 def grid(alphas=None, ps=None, alpha0: float = 0.0, p0: float = 0.5,
