@@ -5,6 +5,8 @@
   run_seed(cfg, data, workdir, names)       one seed; writes results.json/.md/.png
   run(cfg, data, workdir, names, seeds)     several seeds and their mean +- std
 
+The file reads in that order: several seeds, one seed, the experiment's
+set-up and checks, scores and rows, and what the results record besides.
 Choosing values on validation is tuning.py; a table's cost estimate, budget.py.
 
 `data` is the Dataset as loaded (datasets.load); the scenario decides which
@@ -32,6 +34,94 @@ from .phases import Phase, Runner
 
 USER_ERRORS = (datasets.DataError, split_lib.SplitError, configs.ConfigError,
                checkpoint.CheckpointError, parallel.ParallelError, workdir_lib.WorkdirBusy)
+
+
+# --------------------------------------------------------------------------
+# Several seeds, then one seed end to end.
+
+def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[str],
+        seeds: list[int] | None = None, progress: bool = True,
+        on_seed: Callable[[dict], None] | None = None) -> dict:
+  """Every seed (into workdir/seed_<s> when there are several), then the
+  mean +- std across them, written to workdir. Returns the final dict."""
+  seeds = seeds or [cfg.seed]
+  workdir = Path(workdir)
+  runs = []
+  for s in seeds:
+    wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"
+    runs.append(run_seed(dataclasses.replace(cfg, seed=s), data, wd, names, progress))
+    if on_seed is not None:
+      on_seed(runs[-1])
+  if len(runs) == 1:
+    return runs[0]
+  final = report.aggregate(runs)
+  report.write(final, workdir)
+  plots.write_figure(final, workdir)
+  return final
+
+
+def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
+             names: list[str], progress: bool = True) -> dict:
+  """One seed of the protocol. Returns (and writes) the results dict."""
+  t_start = time.perf_counter()
+  names = check_methods(names, with_retrain=not cfg.no_retrain)
+  workdir = Path(workdir)
+  exp = setup(cfg, data)
+  split = exp.split
+  preflight(exp, workdir, names)
+  # One run at a time: a second is refused, not interleaved. Taken after
+  # every check, so that a refused run leaves no workdir behind.
+  workdir_lib.lock(workdir)
+  runner = Runner(workdir, progress, budget.cpu_probe(cfg, split, names))
+  checkpoint.write_json(workdir / "config.json",
+                        {"config": cfg.to_dict(), "data": data.source,
+                         "split_sizes": split.sizes()})
+  if distributed.is_primary():
+    split_lib.save(split, workdir / "split.npz")
+
+  orig = phases.run(exp, runner, methods.original(exp))
+  rows = {}
+  for name in names:
+    m = cfg.methods[name]
+    if sweeping(cfg, name):
+      rows[name] = sweep_row(exp, runner, name, m, orig, rows["retrain"]["val"])
+      continue
+    phase = phases.run(exp, runner, methods.REGISTRY[name](exp, orig, m))
+    rows[name] = _row(phase, evaluated(exp, runner, name, phase),
+                      dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain))
+  if "retrain" in rows:
+    ref, ref_val = rows["retrain"], rows["retrain"]["val"]
+    for name, r in rows.items():
+      r["avg_gap"] = metrics.avg_gap(r, ref)
+      r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
+  o_scores = evaluated(exp, runner, "original", orig)
+  draw_curves(workdir, names, f"{report.title(_cell(cfg))}, seed {cfg.seed}")
+  res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
+         "num_classes": exp.data.num_classes, "forgotten": forgotten(cfg, data),
+         "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
+         "methods": rows, "original": o_scores["test"],
+         "config": cfg.to_dict(), "provenance": provenance(cfg),
+         "split_sizes": split.sizes(),
+         "machine": report.machine(),
+         "date": datetime.date.today().isoformat(),
+         "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
+  report.write(res, workdir)
+  plots.write_figure(res, workdir)
+  return res
+
+
+check_methods = configs.check_methods
+
+
+# --------------------------------------------------------------------------
+# The experiment: split, labels, devices; refusing what cannot run.
+
+def setup(cfg: configs.Config, data: datasets.Dataset) -> Experiment:
+  """The split, labels, parallel mode and device data one seed's phases share."""
+  configs.validate(cfg)
+  split, view = labelled(cfg, data)
+  par = parallel.make(cfg.parallel, cfg.num_devices)
+  return experiment.make(cfg, view, split, par)
 
 
 def labelled(cfg: configs.Config, data: datasets.Dataset) -> tuple:
@@ -81,67 +171,6 @@ def read_indices(path) -> np.ndarray:
   return np.asarray(a)
 
 
-def provenance(cfg: configs.Config) -> dict:
-  """What produced a run: the code, package versions and device
-  (`report.environment`), and where the parts the run did not make itself
-  came from."""
-  out = report.environment()
-  if cfg.init_checkpoint:
-    out["init_checkpoint"] = cfg.init_checkpoint
-  if cfg.forget_indices:
-    idx = np.ascontiguousarray(read_indices(cfg.forget_indices), np.int64)
-    out["forget_indices"] = {"path": cfg.forget_indices, "count": int(len(idx)),
-                             "sha256": hashlib.sha256(idx.tobytes()).hexdigest()[:16]}
-  if cfg.retrain_from:
-    out["retrain_from"] = cfg.retrain_from
-  if cfg.no_retrain:
-    out["no_retrain"] = True
-  return out
-
-
-def setup(cfg: configs.Config, data: datasets.Dataset) -> Experiment:
-  """The split, labels, parallel mode and device data one seed's phases share."""
-  configs.validate(cfg)
-  split, view = labelled(cfg, data)
-  par = parallel.make(cfg.parallel, cfg.num_devices)
-  return experiment.make(cfg, view, split, par)
-
-
-def scores(exp: Experiment, phase: Phase) -> dict:
-  """Test-set and validation-set scores of a phase's model."""
-  model = exp.model(None)
-  variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
-  out = metrics.outputs(model, variables, exp.data, exp.split, exp.cfg.eval_batch,
-                        exp.par)
-  return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
-
-
-def _scores_key(exp: Experiment, name: str) -> dict:
-  """What a phase's scores depend on beyond its checkpoint: the MIA members
-  (scores cached before they were drawn at random are recomputed)."""
-  members = np.ascontiguousarray(exp.split.mia_members, np.int64).tobytes()
-  return {**exp.meta(name, None),
-          "mia_members": hashlib.sha256(members).hexdigest()[:16]}
-
-
-def evaluated(exp: Experiment, runner: Runner, name: str, phase: Phase,
-              member: int | None = None) -> dict:
-  """Scores of a finished phase, cached beside its checkpoints."""
-  if runner.workdir is None:
-    return scores(exp, phase)
-  path = runner.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
-  key = _scores_key(exp, name)
-  if path.exists():
-    cached = checkpoint.read_json(path)
-    if cached.get("meta") == checkpoint.canonical(key) and \
-        cached.get("step") == int(phase.state.step):
-      return cached["scores"]
-  s = scores(exp, phase)
-  loop.notify("scored", name)  # before saving: a plugin (the tests' kill switch) may act
-  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step), "meta": key})
-  return s
-
-
 def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
   """Refuse a bad config for these methods, a mismatched workdir, or a
   batch the devices cannot split, before anything is trained or written."""
@@ -175,6 +204,46 @@ def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
 
 
 sweeping = configs.sweeping
+
+
+# --------------------------------------------------------------------------
+# Scores and table rows.
+
+def evaluated(exp: Experiment, runner: Runner, name: str, phase: Phase,
+              member: int | None = None) -> dict:
+  """Scores of a finished phase, cached beside its checkpoints."""
+  if runner.workdir is None:
+    return scores(exp, phase)
+  path = runner.workdir / name / ("scores.json" if member is None else f"scores_{member}.json")
+  key = _scores_key(exp, name)
+  if path.exists():
+    cached = checkpoint.read_json(path)
+    if cached.get("meta") == checkpoint.canonical(key) and \
+        cached.get("step") == int(phase.state.step):
+      return cached["scores"]
+  s = scores(exp, phase)
+  loop.notify("scored", name)  # before saving: a plugin (the tests' kill switch) may act
+  checkpoint.write_json(path, {"scores": s, "step": int(phase.state.step), "meta": key})
+  return s
+
+
+def scores(exp: Experiment, phase: Phase) -> dict:
+  """Test-set and validation-set scores of a phase's model."""
+  model = exp.model(None)
+  variables = {"params": phase.state.params, "batch_stats": phase.state.batch_stats}
+  out = metrics.outputs(model, variables, exp.data, exp.split, exp.cfg.eval_batch,
+                        exp.par)
+  return {"test": metrics.scores(out, "test"), "val": metrics.scores(out, "val")}
+
+
+def _scores_key(exp: Experiment, name: str) -> dict:
+  """What a phase's scores depend on beyond its checkpoint: the MIA members
+  (scores cached before they were drawn at random are recomputed)."""
+  members = np.ascontiguousarray(exp.split.mia_members, np.int64).tobytes()
+  return {**exp.meta(name, None),
+          "mia_members": hashlib.sha256(members).hexdigest()[:16]}
+
+
 cost = phases.cost
 
 
@@ -241,73 +310,25 @@ def sweep_row(exp: Experiment, runner: Runner, name: str, m, orig: Phase,
                   "settings together"}
 
 
-def _cell(cfg: configs.Config) -> dict:
-  return {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
-          "preset": cfg.preset}
+# --------------------------------------------------------------------------
+# What the results record beside the rows.
 
-
-check_methods = configs.check_methods
-
-
-def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
-             names: list[str], progress: bool = True) -> dict:
-  """One seed of the protocol. Returns (and writes) the results dict."""
-  t_start = time.perf_counter()
-  names = check_methods(names, with_retrain=not cfg.no_retrain)
-  workdir = Path(workdir)
-  exp = setup(cfg, data)
-  split = exp.split
-  preflight(exp, workdir, names)
-  # One run at a time: a second is refused, not interleaved. Taken after
-  # every check, so that a refused run leaves no workdir behind.
-  workdir_lib.lock(workdir)
-  runner = Runner(workdir, progress, budget.cpu_probe(cfg, split, names))
-  checkpoint.write_json(workdir / "config.json",
-                        {"config": cfg.to_dict(), "data": data.source,
-                         "split_sizes": split.sizes()})
-  if distributed.is_primary():
-    split_lib.save(split, workdir / "split.npz")
-
-  orig = phases.run(exp, runner, methods.original(exp))
-  rows = {}
-  for name in names:
-    m = cfg.methods[name]
-    if sweeping(cfg, name):
-      rows[name] = sweep_row(exp, runner, name, m, orig, rows["retrain"]["val"])
-      continue
-    phase = phases.run(exp, runner, methods.REGISTRY[name](exp, orig, m))
-    rows[name] = _row(phase, evaluated(exp, runner, name, phase),
-                      dataclasses.asdict(m) if m else dataclasses.asdict(cfg.pretrain))
-  if "retrain" in rows:
-    ref, ref_val = rows["retrain"], rows["retrain"]["val"]
-    for name, r in rows.items():
-      r["avg_gap"] = metrics.avg_gap(r, ref)
-      r["val"]["avg_gap"] = metrics.avg_gap(r["val"], ref_val)
-  o_scores = evaluated(exp, runner, "original", orig)
-  draw_curves(workdir, names, f"{report.title(_cell(cfg))}, seed {cfg.seed}")
-  res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
-         "num_classes": exp.data.num_classes, "forgotten": forgotten(cfg, data),
-         "source": data.source, "preset": cfg.preset, "seed": cfg.seed,
-         "methods": rows, "original": o_scores["test"],
-         "config": cfg.to_dict(), "provenance": provenance(cfg),
-         "split_sizes": split.sizes(),
-         "machine": report.machine(),
-         "date": datetime.date.today().isoformat(),
-         "wall_s": time.perf_counter() - t_start}  # this invocation, evaluation included
-  report.write(res, workdir)
-  plots.write_figure(res, workdir)
-  return res
-
-
-def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
-  """curves.png from each method's history.jsonl (a sweep has none: its K
-  runs are K curves). Returns the histories drawn."""
-  if not distributed.is_primary():  # process 0 draws, from the files it wrote
-    return {}
-  hists = history.of_phases(workdir, names)
-  if hists:
-    plots.curves(hists, Path(workdir) / "curves.png", title)
-  return hists
+def provenance(cfg: configs.Config) -> dict:
+  """What produced a run: the code, package versions and device
+  (`report.environment`), and where the parts the run did not make itself
+  came from."""
+  out = report.environment()
+  if cfg.init_checkpoint:
+    out["init_checkpoint"] = cfg.init_checkpoint
+  if cfg.forget_indices:
+    idx = np.ascontiguousarray(read_indices(cfg.forget_indices), np.int64)
+    out["forget_indices"] = {"path": cfg.forget_indices, "count": int(len(idx)),
+                             "sha256": hashlib.sha256(idx.tobytes()).hexdigest()[:16]}
+  if cfg.retrain_from:
+    out["retrain_from"] = cfg.retrain_from
+  if cfg.no_retrain:
+    out["no_retrain"] = True
+  return out
 
 
 def forgotten(cfg: configs.Config, data: datasets.Dataset) -> str | None:
@@ -320,25 +341,17 @@ def forgotten(cfg: configs.Config, data: datasets.Dataset) -> str | None:
   return None
 
 
-def run(cfg: configs.Config, data: datasets.Dataset, workdir: Path, names: list[str],
-        seeds: list[int] | None = None, progress: bool = True,
-        on_seed: Callable[[dict], None] | None = None) -> dict:
-  """Every seed (into workdir/seed_<s> when there are several), then the
-  mean +- std across them, written to workdir. Returns the final dict."""
-  seeds = seeds or [cfg.seed]
-  workdir = Path(workdir)
-  runs = []
-  for s in seeds:
-    wd = workdir if len(seeds) == 1 else workdir / f"seed_{s}"
-    runs.append(run_seed(dataclasses.replace(cfg, seed=s), data, wd, names, progress))
-    if on_seed is not None:
-      on_seed(runs[-1])
-  if len(runs) == 1:
-    return runs[0]
-  final = report.aggregate(runs)
-  report.write(final, workdir)
-  plots.write_figure(final, workdir)
-  return final
+def _cell(cfg: configs.Config) -> dict:
+  return {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
+          "preset": cfg.preset}
 
 
-# --------------------------------------------------------------------------
+def draw_curves(workdir: Path, names: list[str], title: str) -> dict:
+  """curves.png from each method's history.jsonl (a sweep has none: its K
+  runs are K curves). Returns the histories drawn."""
+  if not distributed.is_primary():  # process 0 draws, from the files it wrote
+    return {}
+  hists = history.of_phases(workdir, names)
+  if hists:
+    plots.curves(hists, Path(workdir) / "curves.png", title)
+  return hists
