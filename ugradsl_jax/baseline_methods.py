@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from . import baselines, batching, losses, train
-from . import methods as M
+from . import recipes as M
 from .phases import Phase, Trained
 from .configs import ConfigError
 from .parallel import pmean
@@ -268,7 +268,7 @@ def scrub(exp, orig, m):
   exp.par.check_batch(bs, "--scrub batch size")
   batches, total = scrub_batches(s.forget, s.retain, bs, exp.cfg.seed, m.epochs, m.msteps,
                                  m.augment)
-  tx, schedule, opt_hp = M._tx(m, total, max(total // max(m.epochs, 1), 1))
+  tx, schedule, opt_hp = M.optimizer(m, total, max(total // max(m.epochs, 1), 1))
   step = functools.partial(scrub_step, model=exp.model(), tx=tx, temperature=m.temperature,
                            kd_weight=m.kd_weight, ce_weight=m.ce_weight)
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)

@@ -31,10 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checkpoint, configs, losses, mixing, sweep, train, ugradsl_step
+from . import (baseline_methods, batching, checkpoint, configs, losses, mixing, sweep, train,
+               ugradsl_step)
 from .configs import ConfigError, MethodCfg, TrainCfg
 from .experiment import Experiment
-from .phases import Computed, Loaded, Phase, Trained
+from .phases import Loaded, Phase, Trained
+from .recipes import computed, descent, optimizer, smoothed_ce, with_mask  # noqa: F401
 from .split import fingerprint
 
 
@@ -115,57 +117,8 @@ def retrain(exp: Experiment, orig: Phase, m=None):
 # --------------------------------------------------------------------------
 # Unlearning from the original model.
 
-def _tx(m: MethodCfg, total: int, spe: int):
-  """(optimizer, its learning-rate schedule, the hp entries it reads).
-
-  At a constant rate the lr and weight decay travel as step data (HpSGD),
-  so methods whose steps differ in them alone share one compiled program."""
-  schedule = train.lr_schedule(m.schedule, m.lr, total, spe)
-  if m.schedule == "constant":
-    return (train.HpSGD(m.momentum, m.nesterov), schedule,
-            {"lr": float(m.lr), "weight_decay": float(m.weight_decay)})
-  return train.sgd(schedule, m.momentum, m.weight_decay, m.nesterov), schedule, {}
-
-
-def descent(exp: Experiment, name, m: MethodCfg, orig: Phase, indices, *, role: str,
-            loss_fn=train.ce_loss, sign=1.0, label_key="y", reg_fn=None, mask=None,
-            hp=None, extra=None, batches=None, **recipe_kw) -> Trained:
-  """Epochs of descent (sign 1) or ascent (-1) over `indices`, or over
-  `batches` = (batches, steps per epoch, batch size) made by the caller.
-  `recipe_kw` go to the Trained recipe (meta, finish)."""
-  exp.par.check_batch(m.batch_size, f"--{name} batch size")
-  if batches is None:
-    bs = exp.batch_for(m.batch_size, indices)
-    batches, spe = batching.epochs(indices, bs, exp.cfg.seed,
-                                   stream=zlib.crc32(name.encode()), augment=m.augment)
-  else:
-    batches, spe, bs = batches
-  total = spe * m.epochs
-  tx, schedule, opt_hp = _tx(m, total, spe)
-  data, mask_key = _with_mask(exp, mask)
-  step = functools.partial(train.descent_step, model=exp.model(), tx=tx,
-                           loss_fn=loss_fn, sign=sign, reduction=m.reduction,
-                           role=role, label_key=label_key, reg_fn=reg_fn,
-                           mask_key=mask_key)
-  state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
-  hp = {"total_steps": float(total), **opt_hp, **(hp or {})}
-  return Trained(name, state0, step, batches, total, bs, m, data=data, hp=hp,
-                 lr_fn=schedule, extra=extra or {}, **recipe_kw)
-
-
-def _with_mask(exp: Experiment, mask):
-  """(the device data, the key of the weight mask in it or None)."""
-  if mask is None:
-    return exp.device_data, None
-  return {**exp.device_data, "mask": exp.par.replicate(mask)}, "mask"
-
-
 def ft(exp, orig, m):
   return descent(exp, "ft", m, orig, exp.split.retain, role="retain")
-
-
-def smoothed_ce(logits, y, hp):
-  return losses.smoothed_cross_entropy(logits, y, hp["alpha"])
 
 
 def ga(exp, orig, m):
@@ -305,7 +258,7 @@ def _paired(exp: Experiment, name, m: MethodCfg, orig: Phase, primary: str,
     batches, spe = batching.paired(s.retain, s.forget, rb, fb,
                                    exp.cfg.seed, ("retain", "forget"), stream, m.augment)
   total = spe * m.epochs
-  tx, schedule, opt_hp = _tx(m, total, spe)
+  tx, schedule, opt_hp = optimizer(m, total, spe)
   step_fn = ugradsl_step.unlearn_step
   state0 = train.create_state(orig.state.params, orig.state.batch_stats, tx)
   mix_hp = mixing.hparams(m.mix, m.mix_hparams) if isinstance(m.mix, str) else {}
@@ -318,7 +271,7 @@ def _paired(exp: Experiment, name, m: MethodCfg, orig: Phase, primary: str,
     name = f"{name}_sweep"
     recipe = {**dataclasses.asdict(m),
               "sweep": {key: np.asarray(v).tolist() for key, v in sweep_hp.items()}}
-  data, mask_key = _with_mask(exp, mask)
+  data, mask_key = with_mask(exp, mask)
   step = functools.partial(step_fn, model=exp.model(), tx=tx, mix=mixing.get(m.mix),
                            alpha_mode=m.alpha_mode, reduction=m.reduction,
                            mask_key=mask_key, passes=exp.cfg.passes,
@@ -372,22 +325,14 @@ def register(name: str, *, reads=configs.METHOD_READS["ft"], hparams=None, recip
            are configs.method_hparams(name, m.method_hparams)
   recipe   fields that differ from each preset's FT recipe (e.g. lr)
 
-  `fn` builds a phases.Trained (descent() and _paired() are the built-in
-  methods' builders) or a phases.Computed; the phase's name is `name`."""
+  `fn` builds a phases.Trained (recipes.descent, here as methods.descent,
+  and _paired are the built-in methods' builders) or a phases.Computed
+  (recipes.computed); the phase's name is `name`."""
   def add(fn: Callable) -> Callable:
     configs.add_method(name, reads, hparams, recipe)
     REGISTRY[name] = fn
     return fn
   return add
 
-
-def computed(orig: Phase, name: str, recipe, compute) -> Computed:
-  """A method without a training loop (SSD, IU): `compute()` -> (params,
-  outcome dict with rte_s and compile_s) from the original model's state."""
-  state0 = train.create_state(orig.state.params, orig.state.batch_stats, train.sgd(0.0))
-  return Computed(name, state0, recipe, compute)
-
-
-from . import baseline_methods  # noqa: E402  (registers the baselines below)
 
 REGISTRY.update(baseline_methods.REGISTRY)
