@@ -87,3 +87,16 @@ def test_tuning_seeds_default_disjoint_from_the_reported_ones():
     with pytest.raises(SystemExit):
       tune.main(["--method", "ga"])
   assert {int(s) for s in seen["seeds"].split(",")} == {4, 5}
+
+
+def test_grid_takes_every_tunable_field_and_names_the_bad_one():
+  """--grid reads numbers and the string fields tuning chooses among (the
+  mixing rule, the adaptive rate's feature mode); an unknown field is one
+  line naming the known ones."""
+  from experiments import tune, unlearn as cli
+  grid = tune.parse_grid(["feature_mode=train,eval", "lr=0.01,0.02"])
+  assert grid == {"feature_mode": ["train", "eval"], "lr": [0.01, 0.02]}
+  with pytest.raises(cli.UsageError, match="FIELD one of .*feature_mode"):
+    tune.parse_grid(["nope=1"])
+  with pytest.raises(cli.UsageError, match="bad value for lr"):
+    tune.parse_grid(["lr=fast"])

@@ -12,10 +12,11 @@ from . import configs, datasets, methods, metrics, phases, report
 from .phases import Runner
 from .protocol import cost, evaluated, preflight, setup
 
-# Every numeric recipe field, the baselines' own included, plus the mixing rule.
+# Every numeric recipe field, the baselines' own included, plus the mixing
+# rule and the adaptive rate's feature mode.
 TUNE_FIELDS = {**configs.METHOD_FIELDS,
                **{k: t for k, (t, _) in configs.METHOD_FIELD_SPECS.items() if t in (int, float)},
-               "forget_batch_size": int}
+               "forget_batch_size": int, "feature_mode": str}
 
 
 def settings(grid: dict[str, list]) -> list[dict]:
