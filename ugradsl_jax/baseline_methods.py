@@ -1,8 +1,9 @@
-"""The other baselines as phases: SSD, IU (WoodFisher), Boundary Shrink and
+"""The other baselines as recipes: SSD, IU (WoodFisher), Boundary Shrink and
 Expanding, SCRUB.
 
 The math is baselines.py's; this module feeds it the split's data, times
-it, and returns each method's recipe (phases.Trained or phases.Computed). Where the reference code leaves a choice open:
+it, and returns each method's recipe (phases.Trained or phases.Computed).
+Where the reference code leaves a choice open:
 
 - SSD and IU compute their gradients in eval mode (BatchNorm's running
   statistics), as the references put the model in eval mode, on one device

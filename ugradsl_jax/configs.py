@@ -289,8 +289,8 @@ METHOD_FIELDS = {k: METHOD_FIELD_SPECS[k][0] for k in
                   "reduction")}
 # Fields added after workdirs existed: left out of a phase's checkpoint meta
 # at their default, so those workdirs stay valid.
-META_OPTIONAL = {"mix_hparams": {}, "method_hparams": {}, "no_l1_epochs": 0, "rl_loop": "auto",
-                 "feature_mode": "train", "scale": 0.2, "num_samples": 1000,
+META_OPTIONAL = {"mix_hparams": {}, "method_hparams": {}, "no_l1_epochs": 0,
+                 "rl_loop": "auto", "feature_mode": "train", "scale": 0.2, "num_samples": 1000,
                  "woodfisher": "reference", "bound": 0.1, "selection": 10.0,
                  "dampening": 1.0, "msteps": 2, "temperature": 4.0, "kd_weight": 0.001,
                  "ce_weight": 0.99}
