@@ -83,7 +83,7 @@ def run(exp: Experiment, runner: Runner, recipe) -> Phase:
 
 
 def _store(exp: Experiment, runner: Runner, name: str, recipe, meta=None):
-  return checkpoint.PhaseStore(runner.workdir / name,
+  return checkpoint.PhaseStore(Path(runner.workdir) / name,
                                {**exp.meta(name, recipe), **(meta or {})})
 
 
