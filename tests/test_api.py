@@ -323,16 +323,22 @@ def test_forget_indices_split_rules():
 
 
 @pytest.fixture
-def plugin_method(monkeypatch):
-  """tests/plugin_anchor.py registered, and unregistered afterwards (the
-  registries are process-wide)."""
-  import importlib
+def fresh_registries(monkeypatch):
+  """The method registries as copies, restored afterwards (they are
+  process-wide), and tests/plugin_anchor.py not yet imported."""
+  import sys
   from ugradsl_jax import methods
   for attr in ("METHODS", "METHOD_READS", "PLUGIN_HPARAMS", "PLUGIN_RECIPES"):
     monkeypatch.setattr(configs, attr, type(getattr(configs, attr))(getattr(configs, attr)))
   monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
+  monkeypatch.delitem(sys.modules, "plugin_anchor", raising=False)
+
+
+@pytest.fixture
+def plugin_method(fresh_registries):
+  """tests/plugin_anchor.py registered, and unregistered afterwards."""
   import plugin_anchor
-  return importlib.reload(plugin_anchor)
+  return plugin_anchor
 
 
 def test_registered_method_runs_by_name_with_its_own_hparams(plugin_method, toy):
@@ -367,15 +373,20 @@ def test_registered_method_runs_by_name_with_its_own_hparams(plugin_method, toy)
     ug.unlearn(model, v, f, r, method="ga_anchor", mask_ratio=0.5)
 
 
-def test_registered_method_on_the_command_line(plugin_method, few_run, cifar, tmp_path):
-  """--import brings the method's flags into --help and its own values into
-  the recipe; the protocol runs it as a table row."""
+def test_registered_method_on_the_command_line(fresh_registries, few_run, cifar, tmp_path):
+  """--import, read before the parser is built, brings the method's flags
+  into --help and its own values into the recipe; the protocol runs it as a
+  table row."""
   from experiments import unlearn as cli
+  argv = ["--preset", "smoke", "--import", "plugin_anchor",
+          "--ga_anchor_method_hparams", "anchor=0.5", "--ga_anchor_lr", "0.02",
+          "--no_retrain", "--init_checkpoint", str(few_run / "original")]
+  assert "--ga_anchor_method_hparams" not in cli.parser().format_help()  # not yet imported
+  assert cli.plugins_of(argv) == ["plugin_anchor"]
+  assert cli.plugins_of(["--import=a", "--import", "b"]) == ["a", "b"]
+  cli.import_plugins(cli.plugins_of(argv))  # as main does, before its parser
   assert "--ga_anchor_method_hparams" in cli.parser().format_help()
-  a = cli.parser().parse_args(["--preset", "smoke", "--import", "plugin_anchor",
-                               "--ga_anchor_method_hparams", "anchor=0.5",
-                               "--ga_anchor_lr", "0.02", "--no_retrain",
-                               "--init_checkpoint", str(few_run / "original")])
+  a = cli.parser().parse_args(argv)
   cfg = cli.config_from_args(a)
   assert cfg.methods["ga_anchor"].method_hparams == {"anchor": 0.5}
   res = protocol.run_seed(cfg, cifar, tmp_path / "w", ["ga_anchor"], progress=False)

@@ -17,6 +17,9 @@ import orbax.checkpoint as ocp
 from . import distributed, files
 
 
+OUTCOME = "outcome.json"  # a phase's last file: its presence means finished
+
+
 class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used as-is; the message says why and what to do."""
 
@@ -85,7 +88,7 @@ class PhaseStore:
 
   @property
   def outcome_path(self) -> Path:
-    return self.dir / "outcome.json"
+    return self.dir / OUTCOME
 
   def _saved_meta(self):
     step = self._mngr.latest_step()
@@ -164,7 +167,7 @@ def read_variables(path) -> tuple[dict, dict | None]:
   if not d.is_dir():
     raise CheckpointError(f"{d}: no such checkpoint directory")
   steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
-  outcome = read_json(d / "outcome.json") if (d / "outcome.json").exists() else None
+  outcome = read_json(d / OUTCOME) if (d / OUTCOME).exists() else None
   phase = bool(steps) and (d / str(steps[-1]) / "state").exists()
   if phase and outcome is None:
     raise CheckpointError(f"{d}: an unfinished phase (no outcome.json); finish its run "

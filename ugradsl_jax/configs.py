@@ -712,19 +712,11 @@ MODEL_SIZES = {
 def get(preset: str, dataset: str = "cifar10", scenario: str = "random",
         model: str = "resnet18") -> Config:
   """The preset's config for one cell of the grid (data set x scenario x model)."""
-  from .datasets import DataError, spec  # numpy only; no JAX import
   if preset not in PRESETS:
     raise ConfigError(f"--preset {preset!r}: unknown; known: {', '.join(PRESETS)}")
-  try:
-    data_spec = spec(dataset)
-  except DataError as e:
-    raise ConfigError(str(e)) from None
+  data_spec = _data_spec(dataset)
   num_classes = data_spec.num_classes
-  if scenario == "subclass" and not data_spec.coarse:
-    raise ConfigError(f"--scenario subclass needs a data set with coarse labels "
-                      f"(cifar100); --dataset {dataset} has none")
-  if scenario not in SCENARIOS:
-    raise ConfigError(f"--scenario {scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
+  _check_scenario(scenario, dataset, data_spec)
   if model not in MODELS:
     raise ConfigError(f"--model {model!r}: unknown; known: {', '.join(MODELS)}")
   if MODEL_MODALITY[model] != data_spec.modality:
@@ -900,22 +892,31 @@ def validate(cfg: Config, names=None) -> None:
     _validate_for(cfg, list(names))
 
 
+def _data_spec(dataset: str):
+  from .datasets import DataError, spec  # numpy only; no JAX import
+  try:
+    return spec(dataset)
+  except DataError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _check_scenario(scenario: str, dataset: str, data_spec) -> None:
+  """A known scenario that the data set can hold."""
+  if scenario not in SCENARIOS:
+    raise ConfigError(f"--scenario {scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
+  if scenario == "subclass" and not data_spec.coarse:
+    raise ConfigError(f"--scenario subclass needs a data set with coarse labels "
+                      f"(cifar100); --dataset {dataset} has none")
+
+
 def _validate_scenario(cfg: Config) -> None:
-  if cfg.scenario not in SCENARIOS:
-    raise ConfigError(f"--scenario {cfg.scenario!r}: unknown; known: {', '.join(SCENARIOS)}")
-  if cfg.scenario == "subclass":
-    from .datasets import DataError, spec  # numpy only; no JAX import
-    try:
-      coarse = spec(cfg.dataset).coarse
-    except DataError as e:
-      raise ConfigError(str(e)) from None
-    if not coarse:
-      raise ConfigError(f"--scenario subclass needs a data set with coarse labels "
-                        f"(cifar100); --dataset {cfg.dataset} has none")
-    if cfg.forget_subclass is None:
-      raise ConfigError("--scenario subclass needs --forget_subclass (a fine "
-                        "class name, e.g. rocket)")
-  elif cfg.scenario == "class" and cfg.forget_subclass is not None:
+  # The data set's spec is read only where the scenario needs it (subclass).
+  sub = cfg.scenario == "subclass"
+  _check_scenario(cfg.scenario, cfg.dataset, _data_spec(cfg.dataset) if sub else None)
+  if sub and cfg.forget_subclass is None:
+    raise ConfigError("--scenario subclass needs --forget_subclass (a fine "
+                      "class name, e.g. rocket)")
+  if cfg.scenario == "class" and cfg.forget_subclass is not None:
     raise ConfigError("--forget_subclass belongs to --scenario subclass")
   elif cfg.scenario == "random" and (cfg.forget_classes or cfg.forget_subclass):
     raise ConfigError("--scenario random forgets a fraction; --forget_class "

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from . import text as text_lib
-from .dataset import CACHE_ENV, DataError, Dataset, cache_dir, cached, check_online  # noqa: F401
+from .dataset import CACHE_ENV, DataError, Dataset, cached, check_online  # noqa: F401
 from .dataset import split_class_files
 
 DATA_ENV = "UGRADSL_DATA_DIR"

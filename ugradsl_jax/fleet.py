@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checkpoint, distributed, methods, metrics, phases, sweep
+from . import distributed, methods, metrics, phases, sweep
 from .configs import ConfigError
 from .experiment import Experiment
 from .phases import Phase, Runner
@@ -104,11 +104,6 @@ def _member_recipe(exp: Experiment, runner: Runner, orig: Phase, method: str, i:
   return mexp, mrunner, recipe
 
 
-def _finished(runner: Runner, recipe) -> bool:
-  return runner.workdir is not None and \
-      (Path(runner.workdir) / recipe.name / "outcome.json").exists()
-
-
 def train_together(exp: Experiment, runner: Runner, built: list, ids: list[int]) -> dict:
   """{member id: Phase} of members `ids` (their `built` (exp, runner,
   Trained) triples) trained as one program: the step vmapped over their
@@ -139,14 +134,7 @@ def train_together(exp: Experiment, runner: Runner, built: list, ids: list[int])
                "io_s": o["io_s"] / n, "diverged": bad, "diverged_step": None,
                "no_finite_step": False, "nonfinite": bad, "last_metrics": None,
                **r.extra, "trained_with": n}
-    if mrunner.workdir is not None:
-      store = checkpoint.PhaseStore(Path(mrunner.workdir) / r.name,
-                                    {**mexp.meta(r.name, r.recipe), **r.meta})
-      try:
-        store.save(int(state.step), state)
-        store.finish(outcome)
-      finally:
-        store.close()
+    phases.save_finished(mexp, mrunner, r, state, outcome)
     member_phase = Phase(state, outcome)
     out[ids[k]] = member_phase if r.finish is None else r.finish(member_phase)
   if where.workdir is not None and distributed.is_primary():
@@ -164,7 +152,7 @@ def train_fleet(exp: Experiment, runner: Runner, orig: Phase, method: str, n: in
   built = [_member_recipe(exp, runner, orig, method, i) for i in ids]
   together = {}
   if vmaps(mode) and all(isinstance(r, phases.Trained) for _, _, r in built):
-    todo = [k for k, (_, mrunner, r) in enumerate(built) if not _finished(mrunner, r)]
+    todo = [k for k, (_, mrunner, r) in enumerate(built) if not phases.finished(mrunner, r)]
     if todo:
       together = train_together(exp, runner, [built[k] for k in todo], [ids[k] for k in todo])
   logits, ra, ta, ua, rte = [], [], [], [], 0.0

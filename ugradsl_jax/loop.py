@@ -46,10 +46,7 @@ def add_global_hook(hook) -> None:
 
 def notify(event: str, *args) -> None:
   """Calls `event(*args)` on every global hook that has it."""
-  for h in _GLOBAL_HOOKS:
-    fn = getattr(h, event, None)
-    if fn is not None:
-      fn(*args)
+  _call(_GLOBAL_HOOKS, event, *args)
 
 
 @dataclasses.dataclass
@@ -58,7 +55,7 @@ class FitResult:
   diverged: bool = False
   diverged_step: int | None = None
   run_s: float = 0.0         # wall-clock of the steps: no compile, checks or saves
-  io_s: float = 0.0          # host checks, checkpoint saves and hooks inside the loop
+  io_s: float = 0.0          # the checkpoints' host fetch, check and `checkpoint` hooks
   compile_s: float = 0.0
   images_per_s: float = 0.0
   last_metrics: dict | None = None
@@ -102,8 +99,9 @@ def fit(*, phase: str, par: Parallel, step_fn: Callable, state: TrainState,
   (every `ckpt_every` steps and the last), where the state is fetched and
   checked. The state's sticky non-finite flag stops the loop within one
   logged step; the state then holds its last finite values, which are the
-  result. RTE (`run_s`) leaves out the checkpoints and hooks' host work,
-  which `io_s` reports.
+  result. RTE (`run_s`) leaves out the checkpoints' host work (the fetch,
+  the check and the `checkpoint` hooks, e.g. the save), which `io_s`
+  reports; the other hooks run inside it.
   """
   hp = {} if hp is None else hp
   hooks = (*hooks, *_GLOBAL_HOOKS)

@@ -87,6 +87,26 @@ def _store(exp: Experiment, runner: Runner, name: str, recipe, meta=None):
                                {**exp.meta(name, recipe), **(meta or {})})
 
 
+def finished(runner: Runner, recipe) -> bool:
+  """Whether the runner's workdir holds `recipe`'s phase finished (its meta
+  is checked when it is read back)."""
+  return runner.workdir is not None and \
+      (Path(runner.workdir) / recipe.name / checkpoint.OUTCOME).exists()
+
+
+def save_finished(exp: Experiment, runner: Runner, r: Trained, state, outcome: dict) -> None:
+  """`state` saved as recipe `r`'s finished phase, as `run` would have left
+  it (a phase trained elsewhere, e.g. as a member of a vmapped fleet)."""
+  if runner.workdir is None:
+    return
+  store = _store(exp, runner, r.name, r.recipe, r.meta)
+  try:
+    store.save(int(state.step), state)
+    store.finish(outcome)
+  finally:
+    store.close()
+
+
 def _trained(exp: Experiment, runner: Runner, r: Trained) -> Phase:
   hooks = [loop.Progress(r.images_per_step, runner.progress)]
   if runner.probe is not None:

@@ -187,7 +187,7 @@ def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
     return
   workdir = Path(workdir)
   for flag, name in (("--init_checkpoint", "original"), ("--retrain_from", "retrain")):
-    if getattr(cfg, flag[2:]) and (workdir / name / "outcome.json").exists():
+    if getattr(cfg, flag[2:]) and (workdir / name / checkpoint.OUTCOME).exists():
       raise configs.ConfigError(
           f"{flag}: {workdir} trained its own {name} model already, and its other "
           "phases started from it; use a new --workdir")
