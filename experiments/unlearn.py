@@ -299,7 +299,7 @@ def config_from_args(a, dataset: str | None = None) -> configs.Config:
 def parse_methods(s: str) -> list[str]:
   names = (list(configs.METHODS) if s == "all" else list(configs.DEFAULT_METHODS)
            if s == "default" else [x.strip() for x in s.split(",") if x.strip()])
-  return protocol.check_methods(names)
+  return configs.check_methods(names)
 
 
 def join_of(a) -> distributed.Join:

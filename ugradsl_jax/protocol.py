@@ -64,7 +64,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
              names: list[str], progress: bool = True) -> dict:
   """One seed of the protocol. Returns (and writes) the results dict."""
   t_start = time.perf_counter()
-  names = check_methods(names, with_retrain=not cfg.no_retrain)
+  names = configs.check_methods(names, with_retrain=not cfg.no_retrain)
   workdir = Path(workdir)
   exp = setup(cfg, data)
   split = exp.split
@@ -83,7 +83,7 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   rows = {}
   for name in names:
     m = cfg.methods[name]
-    if sweeping(cfg, name):
+    if configs.sweeping(cfg, name):
       rows[name] = sweep_row(exp, runner, name, m, orig, rows["retrain"]["val"])
       continue
     phase = phases.run(exp, runner, methods.REGISTRY[name](exp, orig, m))
@@ -108,9 +108,6 @@ def run_seed(cfg: configs.Config, data: datasets.Dataset, workdir: Path,
   report.write(res, workdir)
   plots.write_figure(res, workdir)
   return res
-
-
-check_methods = configs.check_methods
 
 
 # --------------------------------------------------------------------------
@@ -195,15 +192,12 @@ def preflight(exp: Experiment, workdir: Path | None, names: list[str]) -> None:
     d = workdir / name
     if name == "original" and cfg.init_checkpoint or name == "retrain" and cfg.retrain_from:
       continue  # read, not trained here
-    if d.exists() and not sweeping(cfg, name):  # a sweep trains in <name>_sweep
+    if d.exists() and not configs.sweeping(cfg, name):  # a sweep trains in <name>_sweep
       recipe = cfg.pretrain if name in ("original", "retrain") else cfg.methods[name]
       meta = exp.meta(name, recipe)
       if name == "boundary_expanding":  # it trains the head with its shadow class
         meta["num_classes"] += 1
       checkpoint.PhaseStore(d, meta).close()
-
-
-sweeping = configs.sweeping
 
 
 # --------------------------------------------------------------------------
@@ -244,16 +238,13 @@ def _scores_key(exp: Experiment, name: str) -> dict:
           "mia_members": hashlib.sha256(members).hexdigest()[:16]}
 
 
-cost = phases.cost
-
-
 def _row(phase: Phase, sc: dict, hparams) -> dict:
   o = phase.outcome
   if o.get("no_finite_step"):
     # Diverged on its first step: its parameters are the starting model's,
     # whose scores must not stand in this method's row.
     sc = {part: {k: None for k in v} for part, v in sc.items()}
-  return {**sc["test"], **cost(o),
+  return {**sc["test"], **phases.cost(o),
           "diverged": o["diverged"], "diverged_step": o["diverged_step"],
           "resumed_from_step": o.get("resumed_from_step"),
           "hparams": hparams, "val": sc["val"]}
@@ -293,7 +284,7 @@ def sweep_row(exp: Experiment, runner: Runner, name: str, m, orig: Phase,
     checkpoint.write_json(runner.workdir / f"sweep_{name}.json", smap)
     if distributed.is_primary():
       plots.sweep_heatmaps(smap, runner.workdir / f"sweep_{name}.png")
-  c = cost(phase.outcome)
+  c = phases.cost(phase.outcome)
   return {**best["test"], **c,
           # RTE per setting, comparable with a single run's; the whole sweep's apart.
           "rte_s": c["rte_s"] / k, "rte_total_s": c["rte_s"],

@@ -10,7 +10,7 @@ from typing import Callable
 
 from . import configs, datasets, methods, metrics, phases, report
 from .phases import Runner
-from .protocol import cost, evaluated, preflight, setup
+from .protocol import evaluated, preflight, setup
 
 # Every numeric recipe field, the baselines' own included, plus the mixing
 # rule and the adaptive rate's feature mode.
@@ -62,7 +62,7 @@ def tune(cfg: configs.Config, data: datasets.Dataset, workdir: Path, method: str
       sc = evaluated(texp, trunner, method, phase)["val"]
       sc["avg_gap"] = metrics.avg_gap(sc, ref)
       sc["diverged"] = bool(phase.outcome["diverged"])
-      sc["rte_s"] = cost(phase.outcome)["rte_s"]  # set-up and mask included
+      sc["rte_s"] = phases.cost(phase.outcome)["rte_s"]  # set-up and mask included
       val[tag(t)].append(sc)
       log(f"seed {seed} {method} {tag(t)}: val Avg. Gap {sc['avg_gap']:.2f} "
           f"(UA {sc['UA']:.1f} MIA {sc['MIA']:.1f} RA {sc['RA']:.1f} "
