@@ -21,7 +21,8 @@ from pathlib import Path
 
 from . import unlearn as cli  # requests the host devices before JAX starts
 
-from ugradsl_jax import checkpoint, configs, datasets, distributed, fleet, plots, protocol  # noqa: E402,I001
+from ugradsl_jax import audit, checkpoint, configs, datasets, distributed, fleet, plots  # noqa: E402,I001
+from ugradsl_jax import protocol  # noqa: E402
 from ugradsl_jax import methods, phases  # noqa: E402
 from ugradsl_jax import report, workdir as workdir_lock  # noqa: E402
 
@@ -89,11 +90,16 @@ def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
     fleets[name] = train(name, n)
   labels = exp.data.train_y[exp.split.forget]
   rows = fleet.audit_rows(fleets, retrained, labels, seed=cfg.seed)
+  named = {k: r for k, r in rows.items() if k != fleet.CONTROL}
+  agreement = audit.rank_agreement({k: r["forget_score"] for k, r in named.items()},
+                                   {k: r["mia_gap"] for k, r in named.items()})
   res = {"dataset": cfg.dataset, "scenario": cfg.scenario, "model": cfg.model,
          "preset": cfg.preset, "seed": cfg.seed, "num_models": n,
          "forget_size": int(len(exp.split.forget)), "methods": rows,
          "retrain": {"RA": float(retrained.ra.mean()), "TA": float(retrained.ta.mean()),
-                     "UA": float(retrained.ua.mean()), "fleet_wall_s": retrained.wall_s},
+                     "UA": float(retrained.ua.mean()), "MIA": float(retrained.mia.mean()),
+                     "fleet_wall_s": retrained.wall_s},
+         "svc_vs_audit": agreement,
          "fleet_mode": "vmap" if fleet.vmaps(fleet_mode) else "sequential",
          "config": cfg.to_dict(), "machine": report.machine(),
          "wall_s": time.perf_counter() - t0}
@@ -106,14 +112,14 @@ def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
 
 def table(rows: dict) -> str:
   head = ("| Fleet | forget score F | final score | LiRA AUC | TPR@1%FPR | TPR@5%FPR "
-          "| UA | RA | TA |")
-  lines = [head, "|" + "---|" * 9]
+          "| UA | RA | TA | MIA-Eff. (gap) |")
+  lines = [head, "|" + "---|" * 10]
   for name, r in rows.items():
     label = "Retrain (control)" if name == fleet.CONTROL else report.PRETTY.get(name, name)
     lines.append(f"| {label} | {r['forget_score']:.3f} | {r['final_score']:.3f} | "
                  f"{r['lira_auc']:.3f} | {r['lira_tpr_at_1fpr']:.3f} | "
                  f"{r['lira_tpr_at_5fpr']:.3f} | {r['UA']:.2f} | {r['RA_u']:.2f} | "
-                 f"{r['TA_u']:.2f} |")
+                 f"{r['TA_u']:.2f} | {r['MIA_u']:.1f} ({r['mia_gap']:.1f}) |")
   return "\n".join(lines)
 
 
@@ -127,7 +133,16 @@ def markdown(res: dict) -> str:
       "fleet (1 = indistinguishable from Retrain); final = F x (RA_u / RA_r) x "
       "(TA_u / TA_r). LiRA: a per-example Gaussian likelihood-ratio test, fitted on "
       "half of each fleet and scored on the other half (AUC 0.5 = perfect "
-      "unlearning). The control row is a second Retrain fleet.", ""])
+      "unlearning). The control row is a second Retrain fleet. MIA-Eff.: the tables' "
+      "population SVC, the fleet's mean, with its distance to the Retrain fleet's "
+      f"({res['retrain']['MIA']:.1f}).", "", _agreement(res["svc_vs_audit"]), ""])
+
+
+def _agreement(a: dict) -> str:
+  rho = "undefined" if a["spearman"] is None else f"{a['spearman']:.2f}"
+  return (f"The SVC against the audit, over {a['num_methods']} methods: Spearman "
+          f"correlation {rho} between F and the MIA-Efficacy gap's order. By F: "
+          f"{', '.join(a['audit_order'])}. By the MIA gap: {', '.join(a['svc_order'])}.")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def parser(prog: str = "python -m experiments.unlearn", grid_flags: bool = True,
     p.add_argument("--forget_subclass", default=None,
                    help="subclass: a CIFAR-100 fine class, e.g. rocket")
     p.add_argument("--depth", type=int, default=None, help="ViT blocks")
-  p.add_argument("--preset", default=None, help="smoke | quick | paper (default quick)")
+  p.add_argument("--preset", default=None, help="smoke | quick | paper | audit (default quick)")
   p.add_argument("--config", default=None,
                  help="a run's config.json to replay (other flags given override it)")
   p.add_argument("--import", dest="imports", action="append", default=[],

@@ -317,3 +317,22 @@ def test_lira_floors_the_std_of_a_constant_fleet():
 def test_lira_rejects_bad_input(u, r, match):
   with pytest.raises(ValueError, match=match):
     audit.lira(u, r)
+
+
+def test_rank_agreement_by_hand():
+  """Spearman by hand: the same order is 1, the reverse -1; one swap of
+  adjacent ranks among 4 gives 1 - 6 * 2 / (4 * 15) = 0.8."""
+  f = {"a": 0.3, "b": 0.2, "c": 0.1, "d": 0.05}
+  same = audit.rank_agreement(f, {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})
+  assert same["spearman"] == pytest.approx(1.0)
+  assert same["audit_order"] == same["svc_order"] == ["a", "b", "c", "d"]
+  rev = audit.rank_agreement(f, {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0})
+  assert rev["spearman"] == pytest.approx(-1.0)
+  assert rev["svc_order"] == ["d", "c", "b", "a"]
+  swap = audit.rank_agreement(f, {"a": 2.0, "b": 1.0, "c": 3.0, "d": 4.0})
+  assert swap["spearman"] == pytest.approx(0.8)
+  # Too few methods, or a constant column: no correlation to report.
+  assert audit.rank_agreement({"a": 1.0, "b": 0.5}, {"a": 1.0, "b": 2.0})["spearman"] is None
+  assert audit.rank_agreement(f, dict.fromkeys(f, 1.0))["spearman"] is None
+  with pytest.raises(ValueError, match="same methods"):
+    audit.rank_agreement(f, {"a": 1.0})

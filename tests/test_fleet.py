@@ -27,6 +27,11 @@ def test_audit_writes_every_score_in_range(audited):
               "lira_tpr_at_5fpr"):
       assert 0.0 <= row[k] <= 1.0, (name, k, row[k])
     assert row["num_models"] == 4 and len(row["epsilons"]) == res["forget_size"]
+    assert 0.0 <= row["MIA_u"] <= 100.0 and row["MIA_r"] == saved["retrain"]["MIA"]
+    assert row["mia_gap"] == pytest.approx(abs(row["MIA_u"] - row["MIA_r"]))
+  # One method: no rank correlation to report, and both orders name it.
+  assert saved["svc_vs_audit"] == {"spearman": None, "num_methods": 1,
+                                   "audit_order": ["ga"], "svc_order": ["ga"]}
   assert (wd / "audit.md").read_text().count("| Retrain (control) |") == 1
   assert (wd / "audit.png").stat().st_size > 10_000
   # 4 Retrains, 4 control Retrains, 4 GA runs: each its own phase directory.

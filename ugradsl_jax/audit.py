@@ -348,3 +348,29 @@ def lira(unlearned_confs, retrained_confs, seed: int = 0, min_std: float = MIN_S
   return dict(auc=float(roc_auc_score(labels, scores)),
               tpr_at_1fpr=_tpr_at(fpr, tpr, 0.01), tpr_at_5fpr=_tpr_at(fpr, tpr, 0.05),
               fpr=fpr, tpr=tpr, scores=scores, labels=labels)
+
+
+# ------------------------------------------------ the SVC against the audit
+
+
+def rank_agreement(forget_scores: dict, mia_gaps: dict) -> dict:
+  """How far the population SVC ranks methods as the per-example audit does.
+
+  `forget_scores`: {method: F} (larger: closer to Retrain); `mia_gaps`:
+  {method: |MIA-Efficacy - Retrain's|} (smaller: closer). Returns the
+  Spearman rank correlation between F and -gap (1: the same order, -1: the
+  reverse; None with fewer than 3 methods or a constant column) and both
+  orders, best first.
+  """
+  from scipy.stats import spearmanr  # scikit-learn's dependency
+  names = sorted(forget_scores)
+  if sorted(mia_gaps) != names:
+    raise ValueError("forget_scores and mia_gaps must name the same methods")
+  f = np.array([forget_scores[n] for n in names], float)
+  g = np.array([mia_gaps[n] for n in names], float)
+  rho = None
+  if len(names) >= 3 and np.ptp(f) > 0 and np.ptp(g) > 0:
+    rho = float(spearmanr(f, -g).statistic)
+  return {"spearman": rho, "num_methods": len(names),
+          "audit_order": [names[i] for i in np.argsort(-f, kind="stable")],
+          "svc_order": [names[i] for i in np.argsort(g, kind="stable")]}

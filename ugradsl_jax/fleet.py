@@ -90,6 +90,7 @@ class Fleet:
   ra: np.ndarray            # [N] retain accuracy, %
   ta: np.ndarray            # [N] test accuracy, %
   ua: np.ndarray            # [N] 100 - forget accuracy, %
+  mia: np.ndarray           # [N] MIA-Efficacy (the tables' population SVC), %
   wall_s: float             # training and scoring the fleet, as run now
   rte_s: float              # the members' RTE summed, as each phase recorded it
 
@@ -155,7 +156,7 @@ def train_fleet(exp: Experiment, runner: Runner, orig: Phase, method: str, n: in
     todo = [k for k, (_, mrunner, r) in enumerate(built) if not phases.finished(mrunner, r)]
     if todo:
       together = train_together(exp, runner, [built[k] for k in todo], [ids[k] for k in todo])
-  logits, ra, ta, ua, rte = [], [], [], [], 0.0
+  logits, ra, ta, ua, mia, rte = [], [], [], [], [], 0.0
   for i, (mexp, mrunner, recipe) in zip(ids, built):
     phase = together.get(i) or phases.run(mexp, mrunner, recipe)
     if phase.outcome.get("diverged"):
@@ -164,13 +165,14 @@ def train_fleet(exp: Experiment, runner: Runner, orig: Phase, method: str, n: in
     out = metrics.outputs(mexp.model(None), {"params": phase.state.params,
                                              "batch_stats": phase.state.batch_stats},
                           mexp.data, mexp.split, mexp.cfg.eval_batch, mexp.par)
-    sc = metrics.accuracies(out)
+    sc = metrics.scores(out)
     ra.append(sc["RA"])
     ta.append(sc["TA"])
     ua.append(sc["UA"])
+    mia.append(sc["MIA"])
     logits.append(forget_logits(mexp, phase, exp.cfg.eval_batch))
   return Fleet(method, np.stack(logits), np.array(ra), np.array(ta), np.array(ua),
-               time.perf_counter() - t0, rte)
+               np.array(mia), time.perf_counter() - t0, rte)
 
 
 def audit_rows(fleets: dict[str, Fleet], retrained: Fleet, labels: np.ndarray,
@@ -197,5 +199,9 @@ def audit_rows(fleets: dict[str, Fleet], retrained: Fleet, labels: np.ndarray,
         "roc": {"fpr": np.asarray(lira["fpr"]).tolist(), "tpr": np.asarray(lira["tpr"]).tolist()},
         "epsilons": np.asarray(eps).tolist(),
         "UA": float(fl.ua.mean()), **util,
+        # The population SVC's verdict, as the tables score it: the fleet's
+        # mean MIA-Efficacy and its distance to the Retrain fleet's.
+        "MIA_u": float(fl.mia.mean()), "MIA_r": float(retrained.mia.mean()),
+        "mia_gap": float(abs(fl.mia.mean() - retrained.mia.mean())),
         "num_models": int(len(fl.logits)), "fleet_wall_s": fl.wall_s, "fleet_rte_s": fl.rte_s}
   return rows
