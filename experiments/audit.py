@@ -102,6 +102,7 @@ def run(cfg: configs.Config, data, workdir: Path, names: list[str], n: int,
          "svc_vs_audit": agreement,
          "fleet_mode": "vmap" if fleet.vmaps(fleet_mode) else "sequential",
          "config": cfg.to_dict(), "machine": report.machine(),
+         "provenance": report.environment(),
          "wall_s": time.perf_counter() - t0}
   if distributed.is_primary():
     checkpoint.write_json(workdir / "audit.json", res)

@@ -30,6 +30,7 @@ def test_audit_writes_every_score_in_range(audited):
     assert 0.0 <= row["MIA_u"] <= 100.0 and row["MIA_r"] == saved["retrain"]["MIA"]
     assert row["mia_gap"] == pytest.approx(abs(row["MIA_u"] - row["MIA_r"]))
   # One method: no rank correlation to report, and both orders name it.
+  assert saved["provenance"]["platform"] == "cpu"
   assert saved["svc_vs_audit"] == {"spearman": None, "num_methods": 1,
                                    "audit_order": ["ga"], "svc_order": ["ga"]}
   assert (wd / "audit.md").read_text().count("| Retrain (control) |") == 1
