@@ -71,12 +71,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = "experiments/results"
 # name -> (kind, committed source relative to the repository root, options)
 DOCS_FIGURES = {
-    "cifar10_random_gaps.png": ("gaps", f"{RESULTS}/quick_fidelity_seeds_1_2_3", {}),
-    "cifar10_class_gaps.png": ("gaps", f"{RESULTS}/quick_class_fidelity_seeds_1_2_3", {}),
-    "20newsgroups_gaps.png": ("gaps", f"{RESULTS}/text_quick_seeds_1_2_3", {}),
+    "cifar10_random_gaps.png": ("gaps", f"{RESULTS}/quick_all_seeds_1_2_3", {}),
+    "cifar10_class_gaps.png": ("gaps", f"{RESULTS}/quick_class_all_seeds_1_2_3", {}),
+    "20newsgroups_gaps.png": ("gaps", f"{RESULTS}/text_quick_all_seeds_1_2_3", {}),
     # Six panels on one loss range: the one-set baselines, the paired ones and
     # UGradSL's two forms.
-    "cifar10_random_curves.png": ("curves", f"{RESULTS}/quick_fidelity_seeds_1_2_3",
+    "cifar10_random_curves.png": ("curves", f"{RESULTS}/quick_all_seeds_1_2_3",
                                   {"seed": 1, "methods": ("ft", "ga", "rl", "neggrad_plus",
                                                           "ugradsl", "ugradsl_plus")}),
     "ugradsl_alpha_p_sensitivity.png": ("sweep",
@@ -84,6 +84,7 @@ DOCS_FIGURES = {
                                         {}),
     "ugradsl_adaptive_beta_class.png": (
         "sweep", f"{RESULTS}/tune_quick_class_45/sweep_ugradsl_adaptive.json", {}),
+    "audit_cifar10_random.png": ("audit", f"{RESULTS}/audit_cifar10_random_n32/audit.json", {}),
 }
 
 
@@ -95,6 +96,8 @@ def draw_docs(out: Path, root: Path = ROOT) -> list[Path]:
     path, target = root / src, out / name
     if kind == "sweep":
       plots.sweep_heatmap(json.loads(path.read_text()), target)
+    elif kind == "audit":
+      plots.audit_figure(json.loads(path.read_text()), target)
     else:
       res = json.loads((path / "results.json").read_text())
       if kind == "gaps":
