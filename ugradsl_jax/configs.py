@@ -651,8 +651,11 @@ PRESETS = {"paper": lambda: _baselined(_with_adaptive(_paper()), 10, 0.01, 1000)
            "quick": lambda: _baselined(_with_adaptive(_quick(), _QUICK_ADAPTIVE), 3, 0.01,
                                        1000, _QUICK_BASELINES),
            "smoke": lambda: _baselined(_with_adaptive(_smoke()), 1, 0.01, 30),
-           "audit": lambda: _baselined(_with_adaptive(_audit(), _QUICK_ADAPTIVE), 3, 0.01,
-                                       1000, _QUICK_BASELINES)}
+           # The adaptive rows: the quick preset's alpha and beta on the audit's
+           # fixed-rate recipes (its learning rates, not the quick ones).
+           "audit": lambda: _baselined(_with_adaptive(_audit(), {
+               k: {f: v for f, v in d.items() if f != "lr"}
+               for k, d in _QUICK_ADAPTIVE.items()}), 3, 0.01, 1000, _QUICK_BASELINES)}
 
 
 def _no_augment(cfg: Config) -> Config:
