@@ -238,3 +238,25 @@ def test_quick_preset_sizes_the_cells():
                     (("quick", "cifar10", "random", "alexnet"), "--model")):
     with pytest.raises(configs.ConfigError, match=flag):
       configs.get(*bad)
+
+
+def test_audit_preset_keeps_the_quick_recipes_but_size_and_rates():
+  """The audit preset differs from the quick one where docs/audit.md says:
+  the subset, the pretraining length and batch, the methods' batch and the
+  learning rates chosen for it; its adaptive rows are its fixed rows with
+  the quick adaptive alpha and beta (not the quick learning rates)."""
+  q, a = configs.get("quick"), configs.get("audit")
+  assert (a.train_per_class, a.test_size, a.width) == (150, 1000, q.width)
+  assert dataclasses.replace(a.pretrain, epochs=q.pretrain.epochs, lr=q.pretrain.lr,
+                             batch_size=q.pretrain.batch_size) == q.pretrain
+  for name, m in a.methods.items():
+    if m is None or name.endswith("_adaptive"):
+      continue
+    back = dataclasses.replace(m, batch_size=q.methods[name].batch_size, lr=q.methods[name].lr,
+                               forget_batch_size=q.methods[name].forget_batch_size)
+    assert back == q.methods[name], name
+    assert m.batch_size == 64
+  for base in ("ugradsl", "ugradsl_plus"):
+    ad, fixed = a.methods[f"{base}_adaptive"], a.methods[base]
+    assert ad.lr == fixed.lr
+    assert dataclasses.replace(ad, alpha_mode="fixed", alpha=fixed.alpha, beta=fixed.beta) == fixed
