@@ -131,7 +131,9 @@ def markdown(res: dict) -> str:
       f"split seed {res['seed']}. Machine: {res['machine']}. Wall time {res['wall_s']:.0f} s.",
       "", table(res["methods"]), "",
       "F: the NeurIPS 2023 unlearning competition's forget score against the Retrain "
-      "fleet (1 = indistinguishable from Retrain); final = F x (RA_u / RA_r) x "
+      "fleet (larger: closer to Retrain; compare with the control row, which is what "
+      f"perfect unlearning scores with {res['num_models']} models a fleet, not with "
+      "1); final = F x (RA_u / RA_r) x "
       "(TA_u / TA_r). LiRA: a per-example Gaussian likelihood-ratio test, fitted on "
       "half of each fleet and scored on the other half (AUC 0.5 = perfect "
       "unlearning). The control row is a second Retrain fleet. MIA-Eff.: the tables' "

@@ -431,17 +431,20 @@ def audit_figure(res: dict, path) -> None:
   rows = res["methods"]
   fig = Figure(figsize=(11, 4.2))
   ax_e, ax_r = fig.subplots(1, 2)
-  caps = [float(e) for r in rows.values() for e in r["epsilons"] if math.isfinite(float(e))]
-  top = max(caps + [1.0])
-  bins = np.linspace(0, top, 26)
+  # One bin a 0.5-wide bucket of the forget score, and a last one for every
+  # epsilon past the measurable range (no points; the peaky rule's cap too).
+  from .audit import BUCKET, num_buckets
+  top = BUCKET * num_buckets(res["num_models"])
+  bins = np.arange(0.0, top + 1.5 * BUCKET, BUCKET)
   for name, r in rows.items():
     label = "Retrain (control)" if name == "retrain_control" else _pretty(name)
-    eps = np.asarray([min(float(e), top) for e in r["epsilons"]])
+    eps = np.minimum(np.asarray(r["epsilons"], float), top + 0.5 * BUCKET)
     ax_e.hist(eps, bins=bins, histtype="step", lw=1.5,
               label=f"{label}  (F {r['forget_score']:.2f})")
     ax_r.plot(r["roc"]["fpr"], r["roc"]["tpr"], lw=1.5,
               label=f"{label}  (AUC {r['lira_auc']:.2f})")
-  ax_e.set(xlabel="per-example epsilon (smaller: closer to Retrain)",
+  ax_e.set(xlabel=f"per-example epsilon (smaller: closer to Retrain; last bin: "
+                  f">= {top:g}, no points)",
            ylabel="forget examples", title="forget-score epsilons")
   ax_r.plot([0, 1], [0, 1], "k:", lw=1)
   ax_r.set(xlabel="false positive rate", ylabel="true positive rate",
