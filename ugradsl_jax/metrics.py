@@ -117,13 +117,6 @@ def scores(out: dict, holdout: str = "test") -> dict:
   return res
 
 
-def accuracies(out: dict, holdout: str = "test") -> dict:
-  """UA, RA and TA in percent, without the MIA's SVC (fleets score many models)."""
-  (c_f, _), (c_r, _), (c_t, _) = out["forget"], out["retain"], out[holdout]
-  return {"UA": 100.0 - 100.0 * float(c_f.mean()), "RA": 100.0 * float(c_r.mean()),
-          "TA": 100.0 * float(c_t.mean())}
-
-
 def avg_gap(m: dict, ref: dict) -> float | None:
   """The mean absolute difference over UA, MIA, RA and TA; None when either
   side has no score (a method that diverged on its first step)."""

@@ -3,7 +3,7 @@ heatmaps, and each method's signed gap to Retrain.
 
 numpy and matplotlib only (matplotlib imported inside the functions):
 drawing a figure must not start JAX or switch a global backend. This
-module imports report, never the other way round.
+module imports report (and audit's bucket constants), never the other way round.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 # As a module: curves' own `title` argument would shadow report.title.
 from . import report
+from .audit import BUCKET, num_buckets
 
 METRICS = ("UA", "MIA", "RA", "TA")
 # One colour per role, the same in every panel, so retain/forget/train read
@@ -433,7 +434,6 @@ def audit_figure(res: dict, path) -> None:
   ax_e, ax_r = fig.subplots(1, 2)
   # One bin a 0.5-wide bucket of the forget score, and a last one for every
   # epsilon past the measurable range (no points; the peaky rule's cap too).
-  from .audit import BUCKET, num_buckets
   top = BUCKET * num_buckets(res["num_models"])
   bins = np.arange(0.0, top + 1.5 * BUCKET, BUCKET)
   for name, r in rows.items():
