@@ -47,6 +47,12 @@ def test_merge_refuses_other_cells_recipes_and_clashing_seeds():
     ranking.merge([A, _res({6: {"x": 1.0}}, hp={"x": {"lr": 2}})])
   with pytest.raises(ValueError, match="seed 1 appears in two"):
     ranking.merge([A, _res({1: {"retrain": 0.0, "x": 9.0, "y": 2.0}})])
+  # A field an older file lacks counts as its default (as a phase's meta
+  # compares recipes); a real difference in it is still refused.
+  newer = _res({6: {"x": 1.0}}, hp={"x": {"lr": 1, "method_hparams": {}}})
+  assert list(ranking.merge([A, newer])) == [1, 2, 3, 6]
+  with pytest.raises(ValueError, match="x: its recipe differs"):
+    ranking.merge([A, _res({6: {"x": 1.0}}, hp={"x": {"lr": 1, "method_hparams": {"k": 1}}})])
   # The same seed's identical rows (a folder given twice) pool once.
   assert list(ranking.merge([A, A])) == [1, 2, 3]
   with pytest.raises(ValueError, match="no seed has"):

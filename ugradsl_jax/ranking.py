@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .configs import recipe_meta
 from .report import mean_std
 
 # What must agree between results files before their seeds are pooled.
@@ -24,8 +25,9 @@ def merge(results: list[dict]) -> dict[int, dict]:
   """{seed: {method: row}} over several results.json dicts of one cell.
 
   Raises ValueError when the files describe different cells, when a method's
-  recipe (its `hparams`) differs between files, or when a seed appears in two
-  files with different rows.
+  recipe (its `hparams`, optional fields at their defaults left out as
+  `configs.recipe_meta` does) differs between files, or when a seed appears
+  in two files with different rows.
   """
   if not results:
     raise ValueError("no results to merge")
@@ -39,7 +41,10 @@ def merge(results: list[dict]) -> dict[int, dict]:
     for seed, rows in res["per_seed"].items():
       seed = int(seed)
       for name, row in rows.items():
+        # As a phase's meta compares them: a field a newer version added,
+        # absent from an older file, counts as its default.
         hp = row.get("hparams")
+        hp = recipe_meta(hp) if hp is not None else None
         if recipes.setdefault(name, hp) != hp:
           raise ValueError(f"{name}: its recipe differs between results files "
                            f"(seed {seed}); pool only runs of one recipe")
