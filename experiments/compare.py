@@ -73,7 +73,8 @@ def main(argv=None) -> int:
   p.add_argument("--method", required=True, help="the method whose rank is claimed")
   p.add_argument("--against", default=None,
                  help="comma list of rivals (default: its neighbours in the mean order)")
-  p.add_argument("--key", default="avg_gap", help="the per-seed score (default avg_gap)")
+  p.add_argument("--key", default="avg_gap",
+                 help="the per-seed score, smaller is better (default avg_gap)")
   p.add_argument("--json", default=None, help="also write the comparison here")
   a = p.parse_args(argv)
   try:
