@@ -45,6 +45,10 @@ def test_merge_refuses_other_cells_recipes_and_clashing_seeds():
     ranking.merge([A, _res({6: {"x": 1.0}}, dataset="svhn")])
   with pytest.raises(ValueError, match="x: its recipe differs"):
     ranking.merge([A, _res({6: {"x": 1.0}}, hp={"x": {"lr": 2}})])
+  # Another original model (its pretraining recipe) is another experiment.
+  other_pre = {**_res({6: {"x": 1.0}}), "config": {"pretrain": {"epochs": 9}}}
+  with pytest.raises(ValueError, match="differ in pretrain"):
+    ranking.merge([{**A, "config": {"pretrain": {"epochs": 7}}}, other_pre])
   with pytest.raises(ValueError, match="seed 1 appears in two"):
     ranking.merge([A, _res({1: {"retrain": 0.0, "x": 9.0, "y": 2.0}})])
   # A field an older file lacks counts as its default (as a phase's meta

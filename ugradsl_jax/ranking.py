@@ -17,8 +17,16 @@ import numpy as np
 from .configs import recipe_meta
 from .report import mean_std
 
-# What must agree between results files before their seeds are pooled.
+# What must agree between results files before their seeds are pooled: the
+# cell, and what the original model and Retrain are trained on and with.
 _CELL = ("dataset", "scenario", "model", "preset", "forgotten")
+_SETUP = ("pretrain", "width", "depth", "train_per_class", "test_size", "val_fraction",
+          "forget_fraction", "forget_classes", "forget_subclass", "text")
+
+
+def _setup(res: dict) -> dict:
+  cfg = res.get("config") or {}
+  return {**{k: res.get(k) for k in _CELL}, **{k: cfg.get(k) for k in _SETUP}}
 
 
 def merge(results: list[dict]) -> dict[int, dict]:
@@ -35,9 +43,10 @@ def merge(results: list[dict]) -> dict[int, dict]:
   out: dict[int, dict] = {}
   recipes: dict[str, dict] = {}
   for res in results:
-    for k in _CELL:
-      if res.get(k) != first.get(k):
-        raise ValueError(f"results differ in {k}: {first.get(k)!r} and {res.get(k)!r}")
+    here, there = _setup(first), _setup(res)
+    for k in here:
+      if here[k] != there[k]:
+        raise ValueError(f"results differ in {k}: {here[k]!r} and {there[k]!r}")
     for seed, rows in res["per_seed"].items():
       seed = int(seed)
       for name, row in rows.items():
