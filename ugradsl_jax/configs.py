@@ -565,6 +565,12 @@ _AUDIT_LR: dict[str, dict] = {
     "ugradsl_plus": {"lr": 0.05}}  # of 5e-3, 0.02, 0.05, 0.1
 
 
+# The audit's adaptive rows: the quick preset's alpha and beta on the audit's
+# fixed-rate recipes (its learning rates, not the quick ones).
+_AUDIT_ADAPTIVE = {k: {f: v for f, v in d.items() if f != "lr"}
+                   for k, d in _QUICK_ADAPTIVE.items()}
+
+
 def _smoke() -> Config:
   pre = TrainCfg(epochs=2, lr=0.05, batch_size=32, schedule="cosine",
                  milestones=())
@@ -651,11 +657,8 @@ PRESETS = {"paper": lambda: _baselined(_with_adaptive(_paper()), 10, 0.01, 1000)
            "quick": lambda: _baselined(_with_adaptive(_quick(), _QUICK_ADAPTIVE), 3, 0.01,
                                        1000, _QUICK_BASELINES),
            "smoke": lambda: _baselined(_with_adaptive(_smoke()), 1, 0.01, 30),
-           # The adaptive rows: the quick preset's alpha and beta on the audit's
-           # fixed-rate recipes (its learning rates, not the quick ones).
-           "audit": lambda: _baselined(_with_adaptive(_audit(), {
-               k: {f: v for f, v in d.items() if f != "lr"}
-               for k, d in _QUICK_ADAPTIVE.items()}), 3, 0.01, 1000, _QUICK_BASELINES)}
+           "audit": lambda: _baselined(_with_adaptive(_audit(), _AUDIT_ADAPTIVE), 3, 0.01,
+                                       1000, _QUICK_BASELINES)}
 
 
 def _no_augment(cfg: Config) -> Config:
@@ -749,8 +752,8 @@ MODEL_SIZES = {
     "paper": {"resnet18": (64, None), "vgg16": (64, None), "vit": (192, 6)},
     "quick": {"resnet18": (8, None), "vgg16": (8, None), "vit": (64, 4)},
     "smoke": {"resnet18": (4, None), "vgg16": (None, None), "vit": (None, None)},
-    "audit": {"resnet18": (8, None), "vgg16": (8, None), "vit": (64, 4)},
 }
+MODEL_SIZES["audit"] = MODEL_SIZES["quick"]  # the audit preset shrinks the data, not the model
 
 
 def get(preset: str, dataset: str = "cifar10", scenario: str = "random",
